@@ -1,0 +1,165 @@
+"""The LightningModule shared by every backbone: loss, optimisation and metrics.
+
+Metrics (torchmetrics, multiclass): WAR (weighted average recall = accuracy), UAR
+(unweighted average recall = macro recall, the standard SER metric for imbalanced
+classes, Schuller et al., 2009), macro-F1 and, on test, the confusion matrix.
+
+The module's hyper-parameters hold everything prediction needs (feature front-end,
+class names, sample rate, clip length) as plain Python values, so a checkpoint is
+self-contained and loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
+
+from ser_lightning.features import FeatureConfig
+from ser_lightning.models import build_backbone
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
+
+
+def metric_collection(n_classes: int, prefix: str) -> MetricCollection:
+    """WAR, UAR and macro-F1 for ``n_classes``, named ``<prefix>war`` etc."""
+    return MetricCollection(
+        {
+            "war": MulticlassAccuracy(n_classes, average="micro"),
+            "uar": MulticlassRecall(n_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class SERModule(L.LightningModule):
+    """Emotion classifier: features ``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``.
+
+    Args:
+        backbone: ``{"name": ..., **backbone kwargs}`` (see :data:`ser_lightning.models.BACKBONES`).
+        class_names: class names in index order.
+        features: the feature front-end's settings (:class:`FeatureConfig` as a dict).
+        clip_seconds: clip length the model was trained on, in seconds.
+        optimizer: ``{"name": adam|adamw|sgd, "lr": ..., **kwargs}``.
+        scheduler: ``{"name": none|cosine|plateau|onecycle, ...}``.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        class_weights: per-class loss weights (``None``: unweighted).
+
+    Raises:
+        ValueError: an unknown optimizer or scheduler, a non-positive learning rate,
+            fewer than 2 classes.
+    """
+
+    def __init__(
+        self,
+        backbone: dict,
+        class_names: list[str],
+        features: dict,
+        clip_seconds: float,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
+    ):
+        super().__init__()
+        optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
+        scheduler = dict(scheduler or {"name": "none"})
+        if optimizer.get("name") not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
+        if not optimizer.get("lr", 0) > 0:
+            raise ValueError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
+        if scheduler.get("name") not in SCHEDULERS:
+            raise ValueError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+        if len(class_names) < 2:
+            raise ValueError(f"need at least 2 classes, got {class_names}")
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.feature_config = FeatureConfig.from_dict(features)
+        backbone = dict(backbone)
+        self.net = build_backbone(backbone.pop("name"), self.feature_config.n_features, len(class_names), **backbone)
+        weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        n = len(class_names)
+        self.train_metrics = metric_collection(n, "train/")
+        self.val_metrics = metric_collection(n, "val/")
+        self.test_metrics = metric_collection(n, "test/")
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``."""
+        return self.net(feats)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
+        feats, targets = batch
+        logits = self(feats)
+        loss = self.criterion(logits, targets)
+        metrics.update(logits.detach(), targets)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=targets.shape[0], sync_dist=not on_step)
+        return loss if stage != "test" else (loss, logits)
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        _, logits = self._step(batch, self.test_metrics, "test")
+        self.test_confusion.update(logits.detach(), batch[1])
+
+    def _log_epoch(self, metrics: MetricCollection) -> None:
+        self.log_dict(metrics.compute(), prog_bar=True, sync_dist=True)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics)
+        # Kept for the run's confusion-matrix plot (rows: true class, columns: predicted).
+        self.last_test_confusion = self.test_confusion.compute().cpu()
+
+    def configure_optimizers(self) -> Any:
+        opt_cfg = dict(self.hparams.optimizer)
+        optimizer = OPTIMIZERS[opt_cfg.pop("name")](self.parameters(), **opt_cfg)
+        sch_cfg = dict(self.hparams.scheduler)
+        name = sch_cfg.pop("name")
+        if name == "none":
+            return optimizer
+        if name == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=sch_cfg.get("factor", 0.5), patience=sch_cfg.get("patience", 3)
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/uar"}}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if name == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt_cfg["lr"], total_steps=total, pct_start=sch_cfg.get("pct_start", 0.1))
+        else:  # cosine with linear warm-up, per step
+            warmup = int(sch_cfg.get("warmup_fraction", 0.05) * total)
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = (step - warmup) / max(1, total - warmup)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,162 @@
+"""The training pipeline behind ``train.py``: data -> model -> fit -> test -> report.
+
+Model selection uses validation UAR only; the test set is evaluated once, with the
+best checkpoint, after training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ser_lightning.callbacks import EpochTimer
+from ser_lightning.plots import plot_confusion_matrix
+from ser_lightning.wandb_setup import ensure_wandb_mode, report_offline_run
+
+log = logging.getLogger(__name__)
+
+
+def _container(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
+
+
+def build_datamodule(cfg: DictConfig):
+    """The DataModule of ``cfg.data`` with the run's features, augmentation and run dir."""
+    return instantiate(
+        cfg.data,
+        features=_container(cfg.features),
+        augment=_container(cfg.augment),
+        output_dir=str(cfg.paths.output_dir),
+        _convert_="all",
+    )
+
+
+def balanced_class_weights(counts: list[int]) -> list[float]:
+    """``n / (k * count_c)`` per class (scikit-learn's "balanced" weights)."""
+    total, k = sum(counts), len(counts)
+    return [total / (k * c) if c else 0.0 for c in counts]
+
+
+def build_model(cfg: DictConfig, dm) -> L.LightningModule:
+    """The LightningModule of ``cfg.model`` for the classes and features of ``dm``."""
+    model_cfg = _container(cfg.model)
+    if model_cfg.get("class_weights") == "balanced":
+        model_cfg["class_weights"] = balanced_class_weights(dm.class_counts("train"))
+    elif model_cfg.get("class_weights") in ("none", None):
+        model_cfg["class_weights"] = None
+    return instantiate(
+        model_cfg,
+        class_names=dm.class_names,
+        features=dm.feature_config.to_dict(),
+        clip_seconds=dm.clip_seconds,
+        _convert_="all",
+    )
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for name, lg in (cfg.get("logger") or {}).items():
+        if not lg or "_target_" not in lg:
+            continue
+        if "wandb" in lg["_target_"].lower():
+            mode = ensure_wandb_mode()
+            log.info("W&B logger: mode %s", mode)
+        loggers.append(instantiate(lg))
+    return loggers
+
+
+def format_table(metrics: dict[str, float], title: str) -> str:
+    """A short plain-text table of the test WAR, UAR and macro-F1 (in %)."""
+    rows = [("WAR (accuracy)", "test/war"), ("UAR (macro recall)", "test/uar"), ("macro-F1", "test/f1_macro")]
+    lines = [title, "-" * max(len(title), 32)]
+    lines += [f"{name:<20} {100 * metrics[key]:6.2f} %" for name, key in rows if key in metrics]
+    return "\n".join(lines)
+
+
+def finish_loggers(loggers: list, output_dir: Path) -> None:
+    """Close W&B runs (so a multirun starts a new run per job) and say where they are."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
+        report_offline_run(output_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train, validate and test one configuration.
+
+    Writes into ``cfg.paths.output_dir``: ``checkpoints/best.ckpt`` and ``last.ckpt``,
+    ``splits/{train,val,test}.csv``, ``skipped_files.csv``, ``metrics.json`` and
+    ``confusion_matrix.png``.
+
+    Returns:
+        The logged metrics (``val/*`` of the last validation, ``test/*`` of the best
+        checkpoint).
+    """
+    start = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = build_model(cfg, dm)
+    callbacks = build_callbacks(cfg)
+    timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(_container(cfg))
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("test", True):
+            ckpt = trainer.checkpoint_callback
+            best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+            if best is None:
+                log.warning("no best checkpoint; testing the current weights")
+            trainer.test(model, datamodule=dm, ckpt_path=best)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+            if trainer.is_global_zero:
+                write_report(cfg, dm, model, trainer, metrics, timer, time.perf_counter() - start)
+    finally:
+        finish_loggers(loggers, output_dir)
+    return metrics
+
+
+def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
+    """Write ``metrics.json`` and ``confusion_matrix.png`` and print the result table."""
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt = trainer.checkpoint_callback
+    confusion = getattr(model, "last_test_confusion", None)
+    report = {
+        **{k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))},
+        "best_val_uar": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
+        "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
+        "epochs": trainer.current_epoch,
+        "epoch_seconds": timer.seconds if timer else [],
+        "wall_seconds": wall_seconds,
+        "split": dm.split.describe(),
+        "class_names": dm.class_names,
+        "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test),
+        "skipped_files": len(dm.skipped),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "confusion_matrix": confusion.tolist() if confusion is not None else None,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    if confusion is not None:
+        plot_confusion_matrix(confusion.numpy(), dm.class_names, output_dir / "confusion_matrix.png",
+                              title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol})")
+    title = f"{cfg.data.corpus} / {cfg.model.backbone.name} / {dm.feature_config.kind} — {dm.split.describe()}"
+    print("\n" + format_table(metrics, title) + f"\nrun directory: {output_dir}\n")
