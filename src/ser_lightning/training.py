@@ -96,7 +96,8 @@ def finish_loggers(loggers: list, output_dir: Path) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train, validate and test one configuration.
 
-    Writes into ``cfg.paths.output_dir``: ``checkpoints/best.ckpt`` and ``last.ckpt``,
+    Writes into ``cfg.paths.output_dir``: the resolved ``config.yaml``,
+    ``checkpoints/best.ckpt`` and ``last.ckpt``,
     ``splits/{train,val,test}.csv``, ``skipped_files.csv``, ``metrics.json`` and
     ``confusion_matrix.png``.
 
@@ -106,6 +107,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
     dm.prepare_data()

@@ -40,3 +40,72 @@ def report_offline_run(save_dir: str | Path) -> None:
     runs = sorted(Path(save_dir).glob("wandb/offline-run-*"))
     if runs:
         log.info("W&B ran offline; the run is in %s. Upload it later with: wandb sync %s", runs[-1], runs[-1])
+
+
+# --- reading an offline run ---------------------------------------------------------
+# A ``.wandb`` file is a LevelDB-style log (the format W&B documents for its
+# transaction log): a 7-byte header (":W&B", magic 0xBEE1, version), then 32 KiB blocks of
+# chunks, each with a 7-byte header (crc32 uint32, length uint16, type uint8: 1 full,
+# 2 first, 3 middle, 4 last); chunks join into protobuf ``Record`` messages.
+_BLOCK, _CHUNK_HEADER = 32768, 7
+
+
+def iter_offline_records(path: str | Path):
+    """Yield the ``wandb_internal_pb2.Record`` messages of a ``.wandb`` file.
+
+    Raises:
+        ValueError: the file is not a W&B transaction log.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    pos, pending = 7, b""
+    while pos + _CHUNK_HEADER <= len(data):
+        room = _BLOCK - pos % _BLOCK
+        if room < _CHUNK_HEADER:  # block trailer padding
+            pos += room
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _CHUNK_HEADER])
+        pos += _CHUNK_HEADER
+        if kind == 0 and length == 0:
+            pos += room - _CHUNK_HEADER
+            continue
+        chunk, pos = data[pos:pos + length], pos + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def read_offline_run(run_dir: str | Path) -> dict:
+    """Config, summary and history of an offline run folder (``wandb/offline-run-*``).
+
+    Returns:
+        ``{"config": {key: value}, "summary": {key: value}, "history": [{key: value}, ...]}``
+        with values decoded from JSON.
+    """
+    import json
+
+    run_file = next(Path(run_dir).glob("*.wandb"))
+    out: dict = {"config": {}, "summary": {}, "history": []}
+
+    def key_of(item) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    for record in iter_offline_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "config":
+            out["config"].update({key_of(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "summary":
+            out["summary"].update({key_of(i): json.loads(i.value_json) for i in record.summary.update})
+        elif kind == "history":
+            row = {key_of(i): json.loads(i.value_json) for i in record.history.item}
+            out["history"].append(row)
+            out["summary"].update({k: v for k, v in row.items() if not k.startswith("_")})
+    return out

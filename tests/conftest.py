@@ -1,0 +1,45 @@
+"""Shared fixtures: the real corpora under ../shared/data (or $SER_DATA_DIR)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(REPO))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("SER_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Root holding tess/, ravdess/, savee/, crema_d/, originals/."""
+    root = _data_dir()
+    if not (root / "tess").is_dir():
+        pytest.skip(f"shared corpora not found at {root} (set SER_DATA_DIR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def originals(data_dir: Path) -> Path:
+    return data_dir / "originals"
+
+
+def write_tone(path: Path, seconds: float = 1.0, sr: int = 16000, freq: float = 220.0, channels: int = 1, fmt: str | None = None) -> Path:
+    """Write a sine tone (plus a little noise) as an audio file; returns ``path``."""
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(int(freq))
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.shape)
+    if channels > 1:
+        wave = np.stack([wave] * channels, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave.astype(np.float32), sr, format=fmt)
+    return path

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from ser_lightning.models import build_backbone
+from ser_lightning.models.module import SERModule
+
+
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+@pytest.mark.parametrize("n_features", [40, 64])
+def test_backbone_shapes(name, n_features):
+    net = build_backbone(name, n_features, 7)
+    assert net(torch.randn(3, n_features, 251)).shape == (3, 7)
+    assert net(torch.randn(2, n_features, 50)).shape == (2, 7)  # any length
+
+
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+def test_one_step_lowers_the_loss(name):
+    torch.manual_seed(0)
+    module = SERModule({"name": name, "dropout": 0.0}, ["sad", "happy", "angry"], {"kind": "mfcc"}, 2.0,
+                       optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.0})
+    feats, targets = torch.randn(12, 40, 120), torch.arange(12) % 3
+    module.train()  # batch statistics in BatchNorm both times; no dropout
+    opt = torch.optim.SGD(module.parameters(), lr=0.005)
+    opt.zero_grad()
+    before = module.criterion(module(feats), targets)
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = module.criterion(module(feats), targets)
+    assert after < before
+
+
+def test_module_rejects_bad_settings():
+    with pytest.raises(ValueError, match="allowed"):
+        SERModule({"name": "transformer"}, ["a", "b"], {"kind": "logmel"}, 2.0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        SERModule({"name": "cnn2d"}, ["a", "b"], {"kind": "logmel"}, 2.0, optimizer={"name": "adam", "lr": -1})
+    with pytest.raises(ValueError, match="scheduler"):
+        SERModule({"name": "cnn2d"}, ["a", "b"], {"kind": "logmel"}, 2.0, scheduler={"name": "step"})
