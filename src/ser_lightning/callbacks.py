@@ -18,11 +18,74 @@ class EpochTimer(L.Callback):
     def __init__(self):
         self.seconds: list[float] = []
         self._start = 0.0
+        self._val_start = 0.0
+        self._val_seconds = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
+        self._val_seconds = 0.0
+
+    # Lightning runs the epoch-end validation inside the training epoch (before
+    # on_train_epoch_end), so its time is measured and taken out.
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._val_seconds += time.perf_counter() - self._val_start
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        elapsed = time.perf_counter() - self._start
+        elapsed = time.perf_counter() - self._start - self._val_seconds
         self.seconds.append(elapsed)
         pl_module.log("time/epoch_seconds", elapsed, on_epoch=True, prog_bar=False)
+
+
+class DataWaitTimer(L.Callback):
+    """Share of each training epoch spent waiting for data, logged as
+    ``time/data_wait_fraction`` (a fraction in [0, 1]).
+
+    The wait is the time from the end of one training batch (``on_train_batch_end``),
+    or from the start of the epoch, to the start of the next
+    (``on_train_batch_start``): the DataLoader's next batch, its copy to the device and
+    the device-side augmentation and features (``on_after_batch_transfer``). The step
+    is the time from ``on_train_batch_start`` to ``on_train_batch_end``: forward,
+    backward and optimizer. Validation is outside both. On a GPU the step's kernels run
+    asynchronously, so the split between the two is only meaningful on the CPU or with
+    ``CUDA_LAUNCH_BLOCKING=1``; their sum is exact either way.
+
+    Attributes:
+        wait_seconds, step_seconds: per finished epoch, in seconds.
+    """
+
+    def __init__(self):
+        self.wait_seconds: list[float] = []
+        self.step_seconds: list[float] = []
+        self._mark = 0.0
+        self._wait = 0.0
+        self._step = 0.0
+
+    @property
+    def fractions(self) -> list[float]:
+        """Per finished epoch: wait / (wait + step)."""
+        return [w / (w + s) if w + s > 0 else 0.0 for w, s in zip(self.wait_seconds, self.step_seconds)]
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._wait = self._step = 0.0
+        self._mark = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        self._wait += now - self._mark
+        self._mark = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        self._step += now - self._mark
+        self._mark = now
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._mark = time.perf_counter()  # a mid-epoch validation is neither wait nor step
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.wait_seconds.append(self._wait)
+        self.step_seconds.append(self._step)
+        pl_module.log("time/data_wait_fraction", self.fractions[-1], on_epoch=True, prog_bar=False)

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.callbacks import EpochTimer
+from ser_lightning.callbacks import DataWaitTimer, EpochTimer
 from ser_lightning.plots import plot_confusion_matrix
 from ser_lightning.wandb_setup import ensure_wandb_mode, report_offline_run
 
@@ -149,6 +149,7 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
         "epochs": trainer.current_epoch,
         "epoch_seconds": timer.seconds if timer else [],
+        "data_wait_fraction": next((c.fractions for c in trainer.callbacks if isinstance(c, DataWaitTimer)), []),
         "wall_seconds": wall_seconds,
         "split": dm.split.describe(),
         "class_names": dm.class_names,
