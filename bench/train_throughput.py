@@ -122,10 +122,13 @@ def main() -> None:
     parser.add_argument("--subset", type=float, default=1.0, help="data.subset_fraction")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=ravdess features=mfcc")
     args = parser.parse_args()
     args.workers = args.workers if args.workers == "auto" else int(args.workers)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tags = [t for t, on in (("channels-last", args.channels_last), ("torch.compile", args.compile)) if on]
     lines = [header(f"Training throughput ({args.device}{', ' + ', '.join(tags) if tags else ''})")]
     lines.append("| model | train clips / epoch | DataLoader workers | first epoch | steady-state clips/s (epochs 2+) "
