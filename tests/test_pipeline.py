@@ -15,13 +15,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ser_lightning.callbacks import DataWaitTimer, EpochTimer
+from ser_lightning.callbacks import ChannelsLast, DataWaitTimer, EpochTimer
 from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import DecodedAudio
 from ser_lightning.data.corpora import read_corpus
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.dataset import ClipDataset
 from ser_lightning.data.splits import stratified_subset
+from ser_lightning.models.module import SERModule
 
 AUGMENT = {"noise": {"p": 0.5, "snr_db": [10.0, 40.0]}, "gain": {"p": 0.5, "gain_db": [-6.0, 6.0]},
            "specaugment": {"p": 0.8, "freq_mask": 8, "time_mask": 20, "num_freq_masks": 2, "num_time_masks": 2}}
@@ -199,3 +200,29 @@ def test_epoch_timer_leaves_validation_out():
     assert len(epoch_timer.seconds) == 1
     assert epoch_timer.seconds[0] < 0.8  # validation (>= 1.6 s) is not in the epoch's time
     assert wait_timer.wait_seconds[0] < 0.8
+
+
+def test_channels_last_callback_converts_cnn2d_and_keeps_its_outputs():
+    torch.manual_seed(0)
+    feats, targets = torch.randn(8, 64, 50), torch.randint(0, 3, (8,))
+    loader = DataLoader(list(zip(feats, targets)), batch_size=4)
+
+    def module(name: str) -> SERModule:
+        return SERModule({"name": name}, ["angry", "happy", "sad"], {"kind": "logmel"}, clip_seconds=0.5)
+
+    model = module("cnn2d")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[ChannelsLast()])
+    trainer.fit(model, train_dataloaders=loader)
+    conv = model.net.features[4].weight  # [32, 16, 3, 3] (the first has 1 input channel: both layouts)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = module("cnn2d")
+    plain.load_state_dict(model.state_dict())  # a checkpoint loads into the default layout
+    assert plain.net.features[4].weight.is_contiguous()
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(feats), plain(feats), rtol=1e-4, atol=1e-5)
+    cnn1d = module("cnn1d")  # 3-D weights: nothing to convert, training still works
+    L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[ChannelsLast()]).fit(cnn1d, train_dataloaders=loader)
+    assert cnn1d.net.features[0].weight.is_contiguous()
