@@ -62,6 +62,7 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     tmp = Path(tempfile.mkdtemp(prefix="ser_bench_prep_"))
     workers = len(os.sched_getaffinity(0))
+    load_notes = []
     lines = [header("Dataset preparation: decode + downmix + resample to 16 kHz")]
     lines.append(
         f"| corpus (native rate) | files | audio | librosa.load per file | decode_files, 1 thread | "
@@ -105,11 +106,12 @@ def main() -> None:
                 f"{fmt_runs(times['one'])} | {fmt_runs(times['all'])} | {fmt_runs(times['cache'], digits=4)} | "
                 f"{m['one']:.2f}x / {m['all']:.2f}x / {m['cache']:.0f}x | {diff:.1e} (lengths within {len_diff} sample) |"
             )
-            lines.append(f"<!-- {corpus}: load averages at each repeat: {', '.join(loads)} -->")
+            load_notes.append(f"{corpus} {', '.join(loads)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    lines.append(f"\nLoad average (1 min) at each repeat: {'; '.join(load_notes)}.")
     lines.append(
-        f"\nLoad average (1 min) at the end: {load_avg()}. Times: median of {args.repeats} runs; speed-ups: median "
+        f"Load average (1 min) at the end: {load_avg()}. Times: median of {args.repeats} runs; speed-ups: median "
         "of the per-run ratios (librosa time / ours, both measured in the same run, one after the other)."
     )
     print("\n".join(lines))
