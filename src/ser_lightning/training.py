@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
@@ -72,7 +71,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list[L.Callback
 
 def build_loggers(cfg: DictConfig) -> list:
     loggers = []
-    for name, lg in (cfg.get("logger") or {}).items():
+    for lg in (cfg.get("logger") or {}).values():
         if not lg or "_target_" not in lg:
             continue
         if "wandb" in lg["_target_"].lower():
