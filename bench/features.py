@@ -113,8 +113,8 @@ def main() -> None:
         loads.append(load_avg())
         for name, fn in variants.items():
             times[name].append(timed(fn))
-    ratio = {k: median([a / b for a, b in zip(times["librosa"], v)]) for k, v in times.items()}
-    ratio_shared = {k: median([a / b for a, b in zip(times["librosa_shared"], v)]) for k, v in times.items()}
+    ratio = {k: median([a / b for a, b in zip(times["librosa"], v, strict=True)]) for k, v in times.items()}
+    ratio_shared = {k: median([a / b for a, b in zip(times["librosa_shared"], v, strict=True)]) for k, v in times.items()}
     n = len(clips)
     lines = [header(f"Feature extraction: log-mel 64 + MFCC 40 of {n} clips of 2.5 s (device: {device})")]
     lines.append("| pipeline | time for all clips | per clip | speed-up vs librosa (usual) | vs librosa sharing the STFT |")

@@ -71,7 +71,7 @@ def main() -> None:
     for name, label in (("per_item", "per item + default_collate (before)"), ("batched", "batched __getitems__ (now)")):
         wall = [w for w, _ in results[name]]
         cpu = [c for _, c in results[name]]
-        ratio = median([p[0] / b[0] for p, b in zip(results["per_item"], results[name])])
+        ratio = median([p[0] / b[0] for p, b in zip(results["per_item"], results[name], strict=True)])
         lines.append(f"| {label} | {median(wall):.2f} (runs: {', '.join(f'{v:.1f}' for v in wall)}) | {median(cpu):.2f} | {ratio:.1f}x |")
     lines.append(f"\nLoad average (1 min) at each repeat: {', '.join(loads)}; at the end {load_avg()}.")
     print("\n".join(lines))

@@ -61,7 +61,7 @@ def main() -> None:
     lines.append("| variant | ms per step | clips/s | speed-up (per-run ratio) |")
     lines.append("|---|---|---|---|")
     for name, v in times.items():
-        ratio = median([b / t for b, t in zip(times[base_name], v)])
+        ratio = median([b / t for b, t in zip(times[base_name], v, strict=True)])
         lines.append(f"| {name} | {1000 * median(v):.0f} (runs: {', '.join(f'{1000 * t:.0f}' for t in v)}) | "
                      f"{args.batch / median(v):.1f} | {ratio:.2f}x |")
     lines.append(f"\nLoad average (1 min) at each repeat: {', '.join(loads)}; at the end {load_avg()}.")

@@ -76,10 +76,10 @@ def main() -> None:
             seconds = sum(sf.info(p).duration for p in paths)
             cache = tmp / f"cache_{corpus}"
 
-            def run_librosa():
+            def run_librosa(paths=paths):
                 return [librosa.load(p, sr=16000)[0] for p in paths]
 
-            def run_ours_cached():
+            def run_ours_cached(paths=paths, cache=cache):
                 audio = load_or_decode(paths, 16000, cache)
                 return float(np.asarray(audio.samples).sum())  # touch every sample
 
@@ -96,11 +96,11 @@ def main() -> None:
             for _ in range(args.repeats):  # interleaved, so load changes hit all variants alike
                 loads.append(load_avg())
                 times["librosa"].append(timed(run_librosa))
-                times["one"].append(timed(lambda: decode_files(paths, 16000, workers=1)))
-                times["all"].append(timed(lambda: decode_files(paths, 16000, workers=workers)))
+                times["one"].append(timed(lambda paths=paths: decode_files(paths, 16000, workers=1)))
+                times["all"].append(timed(lambda paths=paths: decode_files(paths, 16000, workers=workers)))
                 times["cache"].append(timed(run_ours_cached))
             # Speed-up: median over repeats of the ratio within each repeat (same load for both).
-            m = {k: median([lib / t for lib, t in zip(times["librosa"], v)]) for k, v in times.items()}
+            m = {k: median([lib / t for lib, t in zip(times["librosa"], v, strict=True)]) for k, v in times.items()}
             lines.append(
                 f"| {corpus} ({rate} Hz WAV) | {len(paths)} | {seconds / 60:.1f} min | {fmt_runs(times['librosa'])} | "
                 f"{fmt_runs(times['one'])} | {fmt_runs(times['all'])} | {fmt_runs(times['cache'], digits=4)} | "

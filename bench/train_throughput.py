@@ -95,7 +95,7 @@ def run(model_name: str, args, overrides: list[str]) -> dict:
         "epoch_s": epoch_timer.seconds,
         "clips_s": [n_clips / s for s in epoch_timer.seconds],
         "wait": wait_timer.fractions,
-        "transform": [t / (w + s) for t, w, s in zip(marks.per_epoch, wait_timer.wait_seconds, wait_timer.step_seconds)],
+        "transform": [t / (w + s) for t, w, s in zip(marks.per_epoch, wait_timer.wait_seconds, wait_timer.step_seconds, strict=True)],
         "loads": marks.loads,
     }
 

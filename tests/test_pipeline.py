@@ -190,9 +190,11 @@ def _fit(train_delay: float, val_delay: float) -> tuple[EpochTimer, DataWaitTime
 
 
 def test_data_wait_timer_sees_a_slow_loader():
-    _, slow = _fit(train_delay=0.05, val_delay=0.0)  # 0.2 s per batch of data, ~1 ms of step
-    assert len(slow.fractions) == 1 and slow.fractions[0] > 0.8
-    assert slow.wait_seconds[0] >= 2 * 4 * 0.05 * 0.9
+    _, slow = _fit(train_delay=0.1, val_delay=0.0)  # 0.4 s per batch of data, a tiny step
+    _, fast = _fit(train_delay=0.0, val_delay=0.0)
+    assert len(slow.fractions) == 1 and slow.fractions[0] > 0.5
+    assert slow.wait_seconds[0] >= 2 * 4 * 0.1  # at least the loader's sleeps
+    assert fast.wait_seconds[0] < slow.wait_seconds[0] - 0.6 and fast.fractions[0] < slow.fractions[0]
 
 
 def test_epoch_timer_leaves_validation_out():
@@ -205,7 +207,7 @@ def test_epoch_timer_leaves_validation_out():
 def test_channels_last_callback_converts_cnn2d_and_keeps_its_outputs():
     torch.manual_seed(0)
     feats, targets = torch.randn(8, 64, 50), torch.randint(0, 3, (8,))
-    loader = DataLoader(list(zip(feats, targets)), batch_size=4)
+    loader = DataLoader(list(zip(feats, targets, strict=True)), batch_size=4)
 
     def module(name: str) -> SERModule:
         return SERModule({"name": name}, ["angry", "happy", "sad"], {"kind": "logmel"}, clip_seconds=0.5)

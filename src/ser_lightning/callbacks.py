@@ -67,7 +67,7 @@ class DataWaitTimer(L.Callback):
     @property
     def fractions(self) -> list[float]:
         """Per finished epoch: wait / (wait + step)."""
-        return [w / (w + s) if w + s > 0 else 0.0 for w, s in zip(self.wait_seconds, self.step_seconds)]
+        return [w / (w + s) if w + s > 0 else 0.0 for w, s in zip(self.wait_seconds, self.step_seconds, strict=True)]
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._wait = self._step = 0.0

@@ -102,7 +102,7 @@ def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, w
     for i, (w, _) in enumerate(results):
         if w is not None:
             samples[offsets[i]:offsets[i + 1]] = w
-    errors = {p: err for p, (_, err) in zip(paths, results) if err is not None}
+    errors = {p: err for p, (_, err) in zip(paths, results, strict=True) if err is not None}
     return DecodedAudio(samples, offsets, errors, sample_rate)
 
 
@@ -157,7 +157,7 @@ def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, targe
     with open(target, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, {**header, "shape": (0,)})
         data_start = fh.tell()
-        for path, (wave, err) in zip(paths, _decode_in_order(paths, sample_rate, min_seconds, None)):
+        for path, (wave, err) in zip(paths, _decode_in_order(paths, sample_rate, min_seconds, None), strict=True):
             if err is not None:
                 errors[path] = err
             lengths.append(0 if wave is None else wave.shape[0])

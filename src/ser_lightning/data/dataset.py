@@ -67,7 +67,7 @@ class ClipDataset(Dataset):
         samples = self.audio.samples
         # One contiguous copy per clip (a gather through a [batch, clip] index would
         # move several times more memory).
-        for row, (start, n, off) in enumerate(zip(starts.tolist(), lengths.tolist(), offsets.tolist())):
+        for row, (start, n, off) in enumerate(zip(starts.tolist(), lengths.tolist(), offsets.tolist(), strict=True)):
             if n >= clip:
                 waves[row] = samples[start + off:start + off + clip]
             else:
