@@ -46,6 +46,10 @@ def load_avg() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+#: The load when the script started (the headers are printed at the end of a run).
+START_LOAD = f"{os.getloadavg()[0]:.2f}"
+
+
 def machine() -> str:
     """One line: CPU, cores usable here, RAM, GPU (if any), library versions, load."""
     import numpy
@@ -56,7 +60,7 @@ def machine() -> str:
     return (
         f"{cpu_model()}, {cores} cores, {ram_gib():.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
         f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads), numpy {numpy.__version__}; "
-        f"load average (1 min) at start {load_avg()}"
+        f"load average (1 min) at start {START_LOAD}"
     )
 
 
