@@ -96,7 +96,7 @@ class ChannelsLast(L.Callback):
     """Store the model's 4-D (2-D convolution) weights channels-last (NHWC) before
     training, so the convolutions run in that layout.
 
-    Measured on this project's CPU: a cnn2d training step 1.7x faster
+    Measured on this project's CPU: a cnn2d training step 1.8x faster
     (``bench/model_step.py``, docs/PERFORMANCE.md). Models without 4-D weights (cnn1d)
     are unchanged. Only applied on the device types in ``device_types`` (default: CPU,
     where it was measured); checkpoints hold the same values either way.
