@@ -31,3 +31,51 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: s
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_history_csv(rows: list[dict[str, float]], path: str | Path) -> None:
+    """Write per-epoch metric rows (dicts, possibly with different keys) as CSV."""
+    import csv
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_training_curves(rows: list[dict[str, float]], path: str | Path, title: str = "") -> None:
+    """Save training curves as a PNG with three panels: loss (train/val), validation
+    and training scores (UAR, WAR, macro-F1, in %), and the learning rate, all per epoch.
+
+    Args:
+        rows: one dict per epoch with ``epoch`` and any of ``train/loss_epoch``,
+            ``val/loss``, ``{train,val}/{uar,war,f1_macro}``, ``lr``.
+    """
+    epochs = [r["epoch"] + 1 for r in rows]
+
+    def series(key):
+        return [r.get(key, np.nan) for r in rows]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, label in (("train/loss_epoch", "train"), ("val/loss", "val")):
+        if any(key in r for r in rows):
+            axes[0].plot(epochs, series(key), marker="o", label=label)
+    axes[0].set_title("loss")
+    for key, style in (("val/uar", "-"), ("val/war", "-"), ("val/f1_macro", "-"), ("train/uar", "--"), ("train/war", "--")):
+        if any(key in r for r in rows):
+            axes[1].plot(epochs, [100 * v for v in series(key)], style, marker="o", label=key)
+    axes[1].set_title("scores (%)")
+    if any("lr" in r for r in rows):
+        axes[2].plot(epochs, series("lr"), marker="o")
+    axes[2].set_title("learning rate (epoch start)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -109,3 +109,20 @@ def read_offline_run(run_dir: str | Path) -> dict:
             out["history"].append(row)
             out["summary"].update({k: v for k, v in row.items() if not k.startswith("_")})
     return out
+
+
+def read_offline_table(run_dir: str | Path, key: str, run: dict | None = None) -> dict:
+    """The last logged version of W&B table ``key`` (e.g. ``val/examples``) of an
+    offline run folder: ``{"columns": [...], "data": [[...], ...]}``. Media cells
+    (audio, images) are dicts whose ``path`` is relative to the run's ``files/``.
+
+    Raises:
+        KeyError: the run logged no table under ``key``.
+    """
+    import json
+
+    run = run or read_offline_run(run_dir)
+    path = run["summary"].get(f"{key}/path")
+    if path is None:
+        raise KeyError(f"no table '{key}' in offline run {run_dir}")
+    return json.loads((Path(run_dir) / "files" / path).read_text())
