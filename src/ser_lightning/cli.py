@@ -34,7 +34,11 @@ def _is_multirun() -> bool:
 def run_train(cfg: DictConfig) -> float | None:
     """Run :func:`ser_lightning.training.train`; return ``cfg.optimized_metric``.
 
-    In a multirun, a failing job is logged and returns NaN so the sweep goes on.
+    In a multirun, a job failing on a user error is logged and returns NaN so the sweep
+    goes on. Any other exception is logged with its traceback into the job's log and
+    re-raised: Hydra's launcher records the job as failed and runs the other jobs, then
+    the sweep ends with that error (exit code 1); the Optuna sweeper counts the trial as
+    failed and goes on.
     """
     from ser_lightning.training import train
 
@@ -45,6 +49,10 @@ def run_train(cfg: DictConfig) -> float | None:
         if _is_multirun():
             return math.nan
         sys.exit(2)
+    except Exception:
+        if _is_multirun():
+            log.exception("job failed (the other jobs of the sweep still run)")
+        raise
     value = metrics.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else None
 
@@ -101,3 +109,37 @@ def run_predict(cfg: DictConfig) -> int:
     if failed:
         print(f"{failed} of {len(predictions)} inputs could not be predicted", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_eval(cfg: DictConfig) -> int:
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.data``; print the label mapping and WAR / UAR
+    / macro-F1; write the report into the run directory. Returns the exit code: 0, or 2
+    on a user error (bad checkpoint, missing corpus, unmappable labels)."""
+    from omegaconf import OmegaConf
+
+    from ser_lightning.cross_corpus import evaluate_checkpoint
+    from ser_lightning.inference import CheckpointError
+    from ser_lightning.training import format_table
+
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        report = evaluate_checkpoint(cfg.ckpt_path, data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
+                                     label_map=OmegaConf.to_container(cfg.label_map) if cfg.label_map else None,
+                                     batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir)
+    except (CheckpointError, *USER_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"\n{report['checkpoint']} on {report['corpus']} ({report['part']}): {report['n_evaluated']} of "
+          f"{report['n_files']} files evaluated; model classes {', '.join(report['model_classes'])}")
+    for src, dst in report["mapped"].items():
+        print(f"  mapped    {src} -> {dst}")
+    for label, n in report["dropped"].items():
+        print(f"  dropped   {label}: {n} files (no such class in the model; unknown_labels={report['unknown_labels']})")
+    if report["absent"]:
+        print(f"  absent    {', '.join(report['absent'])} (model classes with no file here; predicting them counts as an error)")
+    if report["skipped_files"]:
+        print(f"  skipped   {len(report['skipped_files'])} files that cannot be decoded (listed in metrics.json)")
+    metrics = {k.replace("eval/", "test/"): v for k, v in report.items() if k.startswith("eval/")}
+    print(format_table(metrics, f"cross-corpus test on {report['corpus']}") + f"\nreport: {output_dir / 'metrics.json'}\n")
+    return 0
