@@ -116,7 +116,7 @@ def _fmt(value) -> str:
 def to_markdown(rows: list[dict], title: str = "") -> str:
     """A Markdown table of :func:`summarize` rows, ``mean ± std`` per score."""
     config_keys = [k for k in rows[0] if k not in ("runs", "failed") and not k.endswith((" mean", " std"))]
-    header = [*config_keys or ["configuration"], "runs", "failed", *[f"{n} (%)" for n, _ in SCORES]]
+    header = [*(config_keys or ["configuration"]), "runs", "failed", *[f"{n} (%)" for n, _ in SCORES]]
     lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         scores = []
