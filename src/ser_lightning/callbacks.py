@@ -60,6 +60,12 @@ class MetricsHistory(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         self._pending = {"epoch": trainer.current_epoch, "lr": float(lr)}
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Validation metrics of this epoch, kept so a checkpoint saved now holds them.
+        if self._pending is not None and not trainer.sanity_checking:
+            self._pending.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                                  if k.startswith("val/") and getattr(v, "numel", lambda: 1)() == 1})
+
     def on_fit_end(self, trainer, pl_module) -> None:
         self._finish_row(trainer)
         if trainer.is_global_zero and self.rows:
@@ -69,7 +75,9 @@ class MetricsHistory(L.Callback):
             plot_training_curves(self.rows, Path(self.dirpath) / "training_curves.png")
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows}
+        # The epoch being checkpointed is still pending (its train metrics come later);
+        # a run resumed from this checkpoint keeps it with its learning rate and val scores.
+        return {"rows": self.rows + ([dict(self._pending)] if self._pending else [])}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
