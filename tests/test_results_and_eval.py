@@ -61,8 +61,9 @@ def test_wandb_offline_run_has_curves_tables_and_media(savee_run):
     assert len(examples["data"]) == 4 and len({row[2] for row in examples["data"]}) == 4  # 4 clips, 4 classes
     for row in examples["data"]:
         assert row[2] in SAVEE_CLASSES and row[3] in SAVEE_CLASSES and 0 <= row[4] <= 1
-        assert row[5]["_type"] == "audio-file" and (run_dir / "files" / row[5]["path"]).stat().st_size > 1000
-        assert row[6]["_type"] == "image-file" and (run_dir / "files" / row[6]["path"]).is_file()
+        assert row[5]["_type"] == "audio-file" and row[5]["path"].endswith(".wav")
+        assert Path(examples["files"][row[5]["path"]]).stat().st_size > 40000  # 3 s at 16 kHz, 16 bit
+        assert row[6]["_type"] == "image-file" and Path(examples["files"][row[6]["path"]]).is_file()
     per_class = read_offline_table(run_dir, "test/per_class", run)
     assert [r[0] for r in per_class["data"]] == SAVEE_CLASSES and "recall" in per_class["columns"]
     confusion = read_offline_table(run_dir, "test/confusion_matrix_table", run)
