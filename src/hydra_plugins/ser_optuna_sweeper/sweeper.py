@@ -144,7 +144,7 @@ class SEROptunaSweeper(Sweeper):
             self.validate_batch_is_legal(batch)
             tic = time.perf_counter()
             results = self.launcher.launch(batch, initial_job_idx=job_idx)
-            for trial, result in zip(trials, results):
+            for trial, result in zip(trials, results, strict=True):
                 job_of[trial.number], seconds[trial.number] = job_idx, (time.perf_counter() - tic) / n
                 self._tell(study, trial, result, job_idx)
                 job_idx += 1
