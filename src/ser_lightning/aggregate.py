@@ -10,7 +10,7 @@ and failed jobs, mean and standard deviation (sample std, ``ddof=1``; empty for 
 single job) of test UAR and WAR and of the best validation UAR, in %.
 
 Writes ``summary.md``, ``summary.csv`` (one row per configuration) and ``jobs.csv``
-(one row per job) into the multirun directory, and prints the Markdown table.
+(one row per job; scores in %) into the multirun directory, and prints the Markdown table.
 """
 
 from __future__ import annotations
@@ -144,8 +144,12 @@ def aggregate(multirun_dir: str | Path, collapse: tuple[str, ...] = DEFAULT_COLL
     rows = summarize(group_jobs(jobs, collapse))
     (root / "summary.md").write_text(to_markdown(rows, title=f"{root.name}: mean ± std over {', '.join(collapse)}"))
     write_csv(rows, root / "summary.csv")
+    def percent(job: Job, key: str):
+        value = (job.metrics or {}).get(key)
+        return None if value is None else 100 * float(value)
+
     write_csv([{"job": str(j.path.relative_to(root)), **j.overrides, "finished": j.metrics is not None,
-                **{key: (j.metrics or {}).get(key) for _, key in SCORES},
+                **{f"{name} (%)": percent(j, key) for name, key in SCORES},
                 "split": (j.metrics or {}).get("split")} for j in jobs], root / "jobs.csv")
     return rows
 
