@@ -15,8 +15,8 @@ class SEROptunaSweeperConf:
     """Settings of ``hydra/sweeper: ser_optuna``.
 
     params: search space, ``key: <Hydra sweep expression>``: ``choice(a, b)``
-        (categorical), ``interval(lo, hi)`` (uniform; integers if both ends are
-        integers), ``tag(log, interval(lo, hi))`` (log-uniform), ``range(a, b[, step])``
+        (categorical), ``interval(lo, hi)`` (uniform floats), ``int(interval(lo, hi))``
+        (uniform integers), ``tag(log, interval(lo, hi))`` (log-uniform), ``range(a, b[, step])``
         (integers). A plain value fixes the key. Sweep overrides on the command line
         (``model.optimizer.lr='interval(1e-4,1e-2)'``) are added to the space.
     """

@@ -3,7 +3,8 @@ tell Optuna the value each job returned.
 
 A failed job (an exception, or a NaN / missing return value) becomes a FAILED trial and
 the study goes on. After every batch the sweep directory gets ``trials.csv`` (one row
-per trial: number, job number, state, value, parameters, seconds) and
+per trial: number, job number, state, value, parameters, and seconds: the wall time of
+its batch divided by the trials in the batch) and
 ``optimization_results.yaml`` (best value and parameters so far).
 """
 
@@ -34,8 +35,8 @@ def to_distribution(override: Override):
 
     ``choice`` -> categorical (non-primitive choices, e.g. lists, are kept as their
     override strings); ``range`` of integers -> integer distribution with its step;
-    ``interval`` -> float, or integer when both ends are integers; the ``log`` tag makes
-    it log-uniform.
+    ``interval`` -> float (Hydra parses its ends as floats), ``int(interval(...))`` ->
+    integer; the ``log`` tag makes it log-uniform.
 
     Raises:
         ValueError: a sweep type with no Optuna counterpart (e.g. a float ``range``).
