@@ -6,7 +6,7 @@ import optuna.distributions as od
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from hydra_plugins.ser_optuna_sweeper.sweeper import to_distribution
+from hydra_plugins.ser_optuna_sweeper.sweeper import _flatten, to_distribution
 
 
 def parse(line: str):
@@ -28,3 +28,8 @@ def test_sweep_expressions_become_optuna_distributions():
 def test_float_range_is_refused_with_a_hint():
     with pytest.raises(ValueError, match="use interval"):
         to_distribution(parse("p=range(0.1, 0.5, 0.1)"))
+
+
+def test_nested_params_from_the_command_line_are_flattened():
+    nested = {"model.backbone.dropout": "interval(0, 0.5)", "model": {"optimizer": {"lr": "interval(0.001, 0.01)"}}}
+    assert _flatten(nested) == {"model.backbone.dropout": "interval(0, 0.5)", "model.optimizer.lr": "interval(0.001, 0.01)"}

@@ -68,7 +68,7 @@ def test_multirun_failing_job_is_logged_others_run_each_has_own_wandb_run(tmp_pa
 def test_optuna_search_two_trials_writes_study_results(tmp_path, data_dir, cache_dir):
     sweep = tmp_path / "optuna"
     proc = train_cli(["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", *TINY,
-                      "logger=csv"], data_dir, cache_dir)
+                      "logger=csv", "model.backbone.dropout=interval(0.1,0.2)"], data_dir, cache_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (sweep / "trials.csv").open() as fh:
         trials = list(csv.DictReader(fh))
@@ -81,6 +81,8 @@ def test_optuna_search_two_trials_writes_study_results(tmp_path, data_dir, cache
         assert config["model"]["optimizer"]["lr"] == pytest.approx(float(t["model.optimizer.lr"]))
         assert str(config["model"]["backbone"]["channels"]).replace(" ", "") == t["model.backbone.channels"]
         assert 1e-4 <= float(t["model.optimizer.lr"]) <= 1e-2
+        assert 0.1 <= float(t["model.backbone.dropout"]) <= 0.2  # the command line replaced this dimension
+        assert config["model"]["backbone"]["dropout"] == pytest.approx(float(t["model.backbone.dropout"]))
         # data.batch_size=8 on the command line fixes that dimension of the search space
         assert "data.batch_size" not in t and config["data"]["batch_size"] == 8
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())

@@ -64,6 +64,19 @@ def to_distribution(override: Override):
     raise ValueError(f"{override.input_line}: unsupported sweep for the Optuna sweeper")
 
 
+def _flatten(params: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{"model": {"optimizer": {"lr": x}}}`` -> ``{"model.optimizer.lr": x}``: a
+    command-line ``hydra.sweeper.params.model.optimizer.lr=...`` arrives nested."""
+    flat: Dict[str, Any] = {}
+    for key, value in (params.items() if hasattr(params, "items") else []):
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def _as_override_value(value: Any) -> str:
     return Override._get_value_element_as_str(value)
 
@@ -82,7 +95,7 @@ class SEROptunaSweeper(Sweeper):
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.sampler_name, self.seed, self.n_startup_trials = sampler, seed, n_startup_trials
-        self.params = {str(k): v for k, v in (params or {}).items()}
+        self.params = _flatten(params or {})
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.launcher = None
