@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,14 +108,19 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        # torch's weights-only unpickler names the first global outside its allow-list;
+        # any other unpickling failure means bytes that are not a pickle at all.
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if refused:
             raise CheckpointError(
-                f"checkpoint {path} holds Python objects that safe loading (weights_only=True) refuses to unpickle: "
-                f"it was not written by ser-lightning, and loading it fully could run code from the file"
+                f"checkpoint {path} holds Python objects ({refused.group(1)}) that safe loading (weights_only=True) "
+                f"refuses to unpickle: it was not written by ser-lightning, and loading it fully could run code from the file"
             ) from exc
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a PyTorch checkpoint ({exc})") from exc
+        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} is corrupted or not a PyTorch checkpoint (unpickling failed: {detail})") from exc
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        first_sentence = str(exc).split(". ")[0]
+        raise CheckpointError(f"checkpoint {path} is corrupted or not a PyTorch checkpoint ({type(exc).__name__}: {first_sentence})") from exc
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"backbone", "class_names", "features", "clip_seconds"}
     if not isinstance(hp, dict) or not needed.issubset(hp) or "state_dict" not in ckpt:
