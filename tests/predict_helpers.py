@@ -8,6 +8,9 @@ TESS clips, so its weights and BatchNorm statistics are those of a trained netwo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +61,11 @@ def trained_checkpoint(path: Path, data_dir: Path, steps: int = 12, seed: int = 
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": "2.6"}, path)
     return path
+
+
+def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run an entry point of this checkout (its src/ first on the path, whatever the cwd)."""
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -17,16 +15,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hydra import compose, initialize_config_dir
 
+from ser_lightning.cli import run_predict as run_predict_cfg
 from ser_lightning.data.audio import fit_length, load_audio
 from ser_lightning.features import FeatureExtractor
 from ser_lightning.inference import SILENCE, CheckpointError, Predictor, load_checkpoint
 from ser_lightning.streaming import AudioStream, WindowSlicer, count_windows, energy_dbfs
-from hydra import compose, initialize_config_dir
-
-from ser_lightning.cli import run_predict as run_predict_cfg
 from tests.conftest import REPO, write_tone
-from tests.predict_helpers import CLASSES, trained_checkpoint, training_clips
+from tests.predict_helpers import CLASSES, run_script, trained_checkpoint, training_clips
 
 
 @pytest.fixture(scope="module")
@@ -288,12 +285,6 @@ def test_bad_checkpoints_are_refused_with_a_reason(ckpt, tmp_path):
 
 
 # --- predict.py ----------------------------------------------------------------------
-
-
-def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run an entry point of this checkout (its src/ first on the path, whatever the cwd)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def run_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -154,6 +154,10 @@ def run_predict(cfg: DictConfig) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if cfg.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.num_threads))
     predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
     print_table(predictions)
     if cfg.output:
