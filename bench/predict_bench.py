@@ -10,6 +10,9 @@ the benchmark machine may be shared. Results are printed as a Markdown table and
 as JSON (``--json``).
 
 What is timed (wall clock, ``time.perf_counter``):
+CPU time (``time.process_time``, all threads) is recorded beside each wall time: on a
+busy machine it is close to what the same work takes on an idle core.
+
 - latency: ``Predictor.predict(path)`` on one 3.0-s 16 kHz WAV file (decode, window,
   log-mel, CNN, softmax), after 10 warm-up calls; also the same clip as a NumPy array,
   and the exported ONNX model on onnxruntime (``--onnx``).
@@ -82,13 +85,15 @@ def bench_latency(ckpt: Path, data: Path, tmp: Path, calls: int, onnx: bool) -> 
     for name, arg in (("file", [path]), ("array", [(clip, 16000)])):
         for _ in range(10):
             predictor.predict(arg)
-        times = []
+        times, cpu = [], []
         for _ in range(calls):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             predictor.predict(arg)
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         out[f"{name}_median_ms"] = 1000 * statistics.median(times)
         out[f"{name}_p90_ms"] = 1000 * float(np.percentile(times, 90))
+        out[f"{name}_cpu_median_ms"] = 1000 * statistics.median(cpu)
     if onnx:
         import onnxruntime as ort
 
@@ -101,12 +106,14 @@ def bench_latency(ckpt: Path, data: Path, tmp: Path, calls: int, onnx: bool) -> 
         batch = clip[None].astype(np.float32)
         for _ in range(10):
             session.run(None, {"waveform": batch})
-        times = []
+        times, cpu = [], []
         for _ in range(calls):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             session.run(None, {"waveform": batch})
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         out["onnx_median_ms"] = 1000 * statistics.median(times)
+        out["onnx_cpu_median_ms"] = 1000 * statistics.median(cpu)
         out["onnx_p90_ms"] = 1000 * float(np.percentile(times, 90))
     out["load_after"] = load()
     return out
@@ -120,14 +127,15 @@ def bench_folder(ckpt: Path, data: Path, repeats: int, n_files: int = 1000) -> d
     runs = []
     for _ in range(repeats):
         before = load()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         results = predictor.predict(files, batch_size=32)
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - c
         assert all(r.error is None for r in results)
-        runs.append({"seconds": elapsed, "load_before": before, "load_after": load()})
+        runs.append({"seconds": elapsed, "cpu_seconds": cpu, "load_before": before, "load_after": load()})
     elapsed = statistics.median(r["seconds"] for r in runs)
+    cpu = statistics.median(r["cpu_seconds"] for r in runs)
     return {"files": len(files), "audio_seconds": audio_seconds, "median_seconds": elapsed, "files_per_second": len(files) / elapsed,
-            "rtf": elapsed / audio_seconds, "runs": runs}
+            "rtf": elapsed / audio_seconds, "median_cpu_seconds": cpu, "cpu_rtf": cpu / audio_seconds, "runs": runs}
 
 
 def write_long_recording(data: Path, path: Path, seconds: int, sr: int = 44100) -> None:
@@ -153,12 +161,12 @@ from ser_lightning.inference import Predictor
 predictor = Predictor.from_checkpoint({ckpt!r}, device="cpu")
 predictor.predict([{warm!r}])
 rss_before, _ = peak_rss_mb()
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 result = predictor.predict([{path!r}])[0]
-elapsed = time.perf_counter() - t
+elapsed, cpu = time.perf_counter() - t, time.process_time() - c
 _, peak = peak_rss_mb()
 assert result.error is None, result.error
-print(json.dumps({{"seconds": elapsed, "rss_before_mb": rss_before, "peak_rss_mb": peak, "windows": len(result.windows),
+print(json.dumps({{"seconds": elapsed, "cpu_seconds": cpu, "rss_before_mb": rss_before, "peak_rss_mb": peak, "windows": len(result.windows),
                   "audio_seconds": result.duration}}))
 """
 
@@ -179,7 +187,9 @@ def bench_long(ckpt: Path, data: Path, tmp: Path, repeats: int) -> dict:
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "load_before": before, "load_after": load()})
         median = statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs)
         out[f"{minutes}min"] = {"file_mb": path.stat().st_size / 1e6, "median_seconds": median, "rtf": median / runs[0]["audio_seconds"],
+                                "median_cpu_seconds": cpu, "cpu_rtf": cpu / runs[0]["audio_seconds"],
                                 "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "rss_before_mb": runs[0]["rss_before_mb"],
                                 "windows": runs[0]["windows"], "runs": runs}
         path.unlink()
@@ -206,13 +216,14 @@ def main() -> None:
         results = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
         if "latency" in sections:
             results["latency"] = r = bench_latency(ckpt, args.data, tmp, args.calls, args.onnx)
-            print(f"3-s clip latency (warm, CPU): file {r['file_median_ms']:.1f} ms median (p90 {r['file_p90_ms']:.1f}), "
+            print(f"3-s clip latency (warm, CPU): file {r['file_median_ms']:.1f} ms median (p90 {r['file_p90_ms']:.1f}, "
+                  f"CPU time {r['file_cpu_median_ms']:.1f}), "
                   f"array {r['array_median_ms']:.1f} ms" + (f", ONNX Runtime {r['onnx_median_ms']:.1f} ms" if "onnx_median_ms" in r else "")
                   + f"; load {r['load_before']} -> {r['load_after']}", flush=True)
         if "folder" in sections:
             results["folder"] = r = bench_folder(ckpt, args.data, args.repeats)
             print(f"folder: {r['files']} files, {r['audio_seconds']:.0f} s of audio in {r['median_seconds']:.1f} s (median of {args.repeats}): "
-                  f"{r['files_per_second']:.0f} files/s, RTF {r['rtf']:.4f}; loads {[x['load_before'] for x in r['runs']]}", flush=True)
+                  f"{r['files_per_second']:.0f} files/s, RTF {r['rtf']:.4f} (CPU time {r['median_cpu_seconds']:.1f} s, RTF {r['cpu_rtf']:.4f}); loads {[x['load_before'] for x in r['runs']]}", flush=True)
         if "long" in sections:
             results["long"] = r = bench_long(ckpt, args.data, tmp, args.repeats)
             for k, v in r.items():

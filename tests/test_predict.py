@@ -192,8 +192,9 @@ def test_file_without_read_permission(predictor, tmp_path):
         locked.chmod(0o644)
 
 
-def test_array_needs_its_sample_rate(predictor):
+def test_array_needs_its_sample_rate_and_other_types_are_refused(predictor):
     assert "sample_rate is required" in predictor.predict(np.zeros(16000, np.float32))[0].error
+    assert "unsupported input type Tensor" in predictor.predict([torch.zeros(16000)])[0].error
 
 
 def test_one_hour_recording_streams_in_bounded_memory(predictor, tmp_path):
@@ -350,3 +351,23 @@ def test_predict_exit_codes(ckpt, originals, tmp_path, capsys):
     assert run_predict_cfg(compose_predict(f"ckpt_path={ckpt}", f"input={tmp_path / 'nothing_here' / '*.wav'}")) == 2
     assert "no audio files match" in capsys.readouterr().err
     assert run_predict_cfg(compose_predict(f"ckpt_path={ckpt}", f"input={originals}", "output=preds.xlsx")) == 2
+
+
+@pytest.mark.parametrize("name, n_features", [("cnn2d", 64), ("cnn1d", 40)])
+def test_folding_batch_norm_keeps_the_outputs(name, n_features):
+    from ser_lightning.inference import fold_batch_norm
+    from ser_lightning.models import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone(name, n_features, 7)
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    for bn in norms:  # statistics and affine parameters of a trained network, not the identity
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    feats = torch.randn(4, n_features, 301)
+    with torch.no_grad():
+        expected = model(feats)
+        folded = fold_batch_norm(model)
+        assert len(norms) == 4 if name == "cnn2d" else len(norms) == 3
+        assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+        torch.testing.assert_close(folded(feats), expected, atol=1e-5, rtol=1e-5)
