@@ -82,3 +82,19 @@ def test_export_refuses_bad_requests(ckpt, tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupted"):
         export_checkpoint(tmp_path / "bad.ckpt", "torchscript")
+
+
+@pytest.mark.parametrize("settings", [{}, {"kind": "mfcc"}, {"win_length": 320, "n_fft": 512}])
+def test_conv_spectrogram_of_the_onnx_export_equals_torch_stft(settings, real_batches):
+    from ser_lightning.export import onnx_friendly
+    from ser_lightning.features import FeatureConfig, FeatureExtractor
+
+    features = FeatureExtractor(FeatureConfig(**settings))
+    exported = onnx_friendly(features)
+    waves = torch.from_numpy(real_batches[0])
+    with torch.no_grad():
+        stft_power, conv_power = features.mel.spectrogram(waves), exported.mel.spectrogram(waves)
+        assert conv_power.shape == stft_power.shape
+        torch.testing.assert_close(conv_power, stft_power, rtol=1e-4, atol=1e-6 * float(stft_power.max()))
+        torch.testing.assert_close(exported(waves), features(waves), rtol=0, atol=1e-3)  # unit-variance features
+    assert features.mel.spectrogram is not exported.mel.spectrogram  # the original is untouched

@@ -55,7 +55,7 @@ def reference_probabilities(ckpt: Path, wave: np.ndarray) -> np.ndarray:
 def test_predictor_reproduces_the_trained_model(ckpt, predictor, data_dir):
     clips = training_clips(data_dir)[::8]  # one clip per class
     results = predictor.predict([f for f, _ in clips])
-    for (path, _), result in zip(clips, results):
+    for (path, _), result in zip(clips, results, strict=True):
         expected = reference_probabilities(ckpt, load_audio(path))
         got = np.array([result.probabilities[c] for c in CLASSES])
         np.testing.assert_allclose(got, expected, atol=1e-5)

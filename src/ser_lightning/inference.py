@@ -286,11 +286,11 @@ class Predictor:
         if p.error:
             return Prediction(p.source, error=p.error)
         windows = p.windows
-        voiced = [(w, pr) for w, pr in zip(windows, p.probs) if pr is not None]
+        voiced = [(w, pr) for w, pr in zip(windows, p.probs, strict=True) if pr is not None]
         for w, pr in voiced:
             k = int(np.argmax(pr))
             w.label, w.confidence = self.class_names[k], float(pr[k])
-            w.probabilities = {c: float(v) for c, v in zip(self.class_names, pr)}
+            w.probabilities = {c: float(v) for c, v in zip(self.class_names, pr, strict=True)}
         notes = [p.truncated] if p.truncated else []
         duration = p.n_samples / self.sample_rate
         if not voiced:
@@ -301,7 +301,7 @@ class Predictor:
             notes.insert(0, f"{len(windows) - len(voiced)} of {len(windows)} windows silent (below {self.silence_dbfs:g} dBFS), left out of the mean")
         mean = np.mean([pr for _, pr in voiced], axis=0)
         k = int(np.argmax(mean))
-        return Prediction(p.source, self.class_names[k], float(mean[k]), {c: float(v) for c, v in zip(self.class_names, mean)},
+        return Prediction(p.source, self.class_names[k], float(mean[k]), {c: float(v) for c, v in zip(self.class_names, mean, strict=True)},
                           duration=duration, windows=windows, note="; ".join(notes) or None)
 
     def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
@@ -329,7 +329,7 @@ class Predictor:
         def flush() -> None:
             if batch_rows:
                 probs = self.probabilities(batch[: len(batch_rows)])
-                for (p, row), pr in zip(batch_rows, probs):
+                for (p, row), pr in zip(batch_rows, probs, strict=True):
                     p.probs[row] = pr
                 batch_rows.clear()
 
