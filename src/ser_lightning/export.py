@@ -11,7 +11,8 @@ stay outside, in :class:`ser_lightning.inference.Predictor`.
   kernels (:class:`ConvPowerSpectrogram`), equal to ``torch.stft`` to float rounding:
   ``torch.stft`` itself exports (ONNX ``STFT``, opset 17), but onnxruntime's CPU kernel
   for it is slow for 400-point frames (not a power of 2): 22 ms of CPU time per 3-s
-  clip against 3.5 ms with the convolution (bench/predict_bench.py). Class names, sample rate and clip length are stored as metadata
+  clip against 3.5 ms with the convolution (bench/predict_bench.py). Class names,
+  sample rate and clip length are stored as metadata
   (``InferenceSession.get_modelmeta().custom_metadata_map``).
 - TorchScript: ``torch.jit.trace`` (deprecated in favour of ``torch.export`` but still
   the format ``torch.jit.load`` / LibTorch read); the same metadata is in the archive's

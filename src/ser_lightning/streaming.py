@@ -191,13 +191,6 @@ class AudioStream:
         self.close()
 
 
-def stream_audio(path: str | Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """Decode ``path`` block by block: :meth:`AudioStream.blocks` of a file opened and
-    closed here. Raises :class:`AudioDecodeError` (see :class:`AudioStream`)."""
-    with AudioStream(path, sample_rate, block_seconds) as stream:
-        yield from stream.blocks()
-
-
 @dataclass
 class Window:
     """One analysis window of a stream.
