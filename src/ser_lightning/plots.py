@@ -79,3 +79,34 @@ def plot_training_curves(rows: list[dict[str, float]], path: str | Path, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_timeline(prediction, class_names: list[str], path: str | Path) -> None:
+    """Save the class probabilities of a long recording over time as a PNG.
+
+    One line per class at each window's centre (seconds); silent windows are shaded
+    grey and have no probabilities.
+
+    Args:
+        prediction: a :class:`ser_lightning.inference.Prediction` with its ``windows``.
+        class_names: classes in the model's order (one line each).
+        path: output PNG.
+    """
+    windows = prediction.windows
+    centres = np.array([(w.start + w.end) / 2 for w in windows])
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    for c in class_names:
+        ax.plot(centres, [w.probabilities.get(c, np.nan) for w in windows], label=c, linewidth=1.2)
+    for w in windows:
+        if not w.probabilities:
+            ax.axvspan(w.start, w.end, color="0.85", linewidth=0, zorder=0)
+    span = max((w.end for w in windows), default=1.0)
+    ax.set_xlim(0, span)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    ax.set_title(f"{Path(prediction.source).name}: emotion probabilities per window (grey: silence)", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
