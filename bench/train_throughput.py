@@ -2,7 +2,8 @@
 and the share of the training time spent waiting for data.
 
 Builds the DataModule and the model from the project's Hydra config (``conf/train.yaml``
-with the overrides given), trains ``--epochs`` epochs without validation, and reports:
+with the overrides given; the waveform cache goes to ``$TMPDIR/ser_bench_cache``, shared by
+the benchmark scripts), trains ``--epochs`` epochs without validation, and reports:
 
 - clips/s of each epoch after the first (training clips / epoch seconds; the first epoch
   also pays for warm-up and, on a cold cache, for decoding);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -87,6 +89,7 @@ def run(model_name: str, args, overrides: list[str]) -> dict:
         callbacks=[epoch_timer, wait_timer, _EpochMarks(transform)], default_root_dir=str(out),
     )
     trainer.fit(model, datamodule=dm)
+    shutil.rmtree(out, ignore_errors=True)  # split manifests only; the waveform cache stays for the next run
     n_clips = len(dm.train_dataloader()) * dm.batch_size  # drop_last: full batches only
     marks = trainer.callbacks[-1]
     return {
