@@ -20,7 +20,7 @@ from ser_lightning.callbacks import DataWaitTimer, EpochTimer
 from ser_lightning.class_report import per_class_metrics, write_per_class_csv
 from ser_lightning.config_validation import resume_checkpoint, validate_config
 from ser_lightning.plots import plot_confusion_matrix
-from ser_lightning.wandb_setup import ensure_wandb_mode, report_offline_run
+from ser_lightning.wandb_setup import ensure_wandb_mode, report_offline_run, wait_for_offline_run
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,10 @@ def finish_loggers(loggers: list, output_dir: Path) -> None:
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         import wandb
 
+        run_dir = Path(wandb.run.dir).parent if wandb.run is not None else None  # run.dir is <run>/files
         wandb.finish()
+        if run_dir is not None and run_dir.name.startswith("offline-run-"):
+            wait_for_offline_run(run_dir)
         report_offline_run(output_dir)
 
 

@@ -83,6 +83,33 @@ def iter_offline_records(path: str | Path):
             pending = b""
 
 
+def wait_for_offline_run(run_dir: str | Path, timeout: float = 60.0) -> bool:
+    """Wait until W&B's service has written an offline run's ``.wandb`` file to the end.
+
+    ``wandb.finish()`` can return while the separate ``wandb-core`` process is still
+    flushing the transaction log (seen under heavy CPU load), so a reader right after
+    it may find only the header. The file is complete once its ``exit`` record is there.
+
+    Returns:
+        ``True`` when the exit record was found within ``timeout`` seconds, else ``False``
+        (logged as a warning; the run may still complete later).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run_files = list(Path(run_dir).glob("*.wandb"))
+        try:
+            if run_files and any(r.WhichOneof("record_type") == "exit" for r in iter_offline_records(run_files[0])):
+                return True
+        except Exception:  # noqa: BLE001 - a file caught mid-write does not parse yet
+            pass
+        if time.monotonic() > deadline:
+            log.warning("W&B offline run %s is not complete after %.0f s", run_dir, timeout)
+            return False
+        time.sleep(0.2)
+
+
 def read_offline_run(run_dir: str | Path) -> dict:
     """Config, summary and history of an offline run folder (``wandb/offline-run-*``).
 
