@@ -1,0 +1,1 @@
+"""Data: corpus readers, splits, audio decoding, waveform cache and the DataModule."""

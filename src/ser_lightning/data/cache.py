@@ -1,0 +1,141 @@
+"""Cache of decoded, mono, resampled waveforms.
+
+The first use decodes every file once (in parallel threads: libsndfile and soxr work
+outside the GIL) and writes one float32 array of all samples plus their offsets to
+``<cache_dir>/<key>.npy``; later epochs and later runs memory-map it and never decode
+again. The key hashes the sample rate and each file's path, size and modification time,
+so a changed corpus or sample rate gets a new cache instead of stale audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser_lightning.data.audio import AudioDecodeError, load_audio
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+@dataclass
+class DecodedAudio:
+    """Waveforms of a list of files.
+
+    Attributes:
+        samples: ``[total_samples]`` float32, all good files back to back (may be a
+            read-only memory map).
+        offsets: ``[n_files + 1]`` int64; file ``i`` is ``samples[offsets[i]:offsets[i+1]]``.
+        errors: ``{path: reason}`` for the files that could not be used (their slice is empty).
+        sample_rate: Hz.
+    """
+
+    samples: np.ndarray
+    offsets: np.ndarray
+    errors: dict[str, str]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def wave(self, i: int) -> np.ndarray:
+        """``[time]`` samples of file ``i`` (empty for a file in :attr:`errors`)."""
+        return self.samples[self.offsets[i]:self.offsets[i + 1]]
+
+    def seconds(self, i: int) -> float:
+        """Duration of file ``i`` in seconds."""
+        return float(self.offsets[i + 1] - self.offsets[i]) / self.sample_rate
+
+
+def cache_key(paths: list[str], sample_rate: int) -> str:
+    """Hash of the sample rate and every file's path, size and mtime."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}:{sample_rate}".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _decode_one(path: str, sample_rate: int, min_samples: int) -> tuple[np.ndarray | None, str | None]:
+    try:
+        wave = load_audio(path, sample_rate)
+    except AudioDecodeError as exc:
+        return None, str(exc)
+    if wave.shape[0] < min_samples:
+        return None, f"{path}: too short ({wave.shape[0] / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s)"
+    if not np.any(wave):
+        return None, f"{path}: digital silence (all samples are zero)"
+    return wave, None
+
+
+def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, workers: int | None = None) -> DecodedAudio:
+    """Decode ``paths`` in parallel; unusable files are recorded, not raised.
+
+    Args:
+        paths: audio files.
+        sample_rate: target rate in Hz.
+        min_seconds: files shorter than this (after decoding) count as unusable.
+        workers: decoding threads (default: the number of CPUs).
+    """
+    min_samples = int(round(min_seconds * sample_rate))
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: _decode_one(p, sample_rate, min_samples), paths))
+    lengths = np.array([0 if w is None else w.shape[0] for w, _ in results], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    samples = np.empty(int(offsets[-1]), dtype=np.float32)
+    for i, (w, _) in enumerate(results):
+        if w is not None:
+            samples[offsets[i]:offsets[i + 1]] = w
+    errors = {p: err for p, (_, err) in zip(paths, results) if err is not None}
+    return DecodedAudio(samples, offsets, errors, sample_rate)
+
+
+def load_or_decode(
+    paths: list[str],
+    sample_rate: int,
+    cache_dir: str | Path | None,
+    min_seconds: float = 0.0,
+) -> DecodedAudio:
+    """Return the decoded waveforms of ``paths``, from the disk cache when it is valid.
+
+    With ``cache_dir=None`` the audio is decoded into memory and nothing is written.
+    The cache file is written atomically (temporary name, then rename), so an
+    interrupted first run never leaves a half-written cache behind.
+    """
+    if cache_dir is None:
+        return decode_files(paths, sample_rate, min_seconds)
+    cache_dir = Path(cache_dir)
+    key = cache_key(paths, sample_rate) + f"-min{min_seconds:g}"
+    data_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if data_file.is_file() and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        log.info("waveform cache hit: %s", data_file)
+        return DecodedAudio(
+            np.load(data_file, mmap_mode="r"),
+            np.asarray(meta["offsets"], dtype=np.int64),
+            meta["errors"],
+            meta["sample_rate"],
+        )
+    log.info("decoding %d files at %d Hz into cache %s", len(paths), sample_rate, data_file)
+    decoded = decode_files(paths, sample_rate, min_seconds)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_file.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, decoded.samples)
+    meta_tmp = meta_file.with_suffix(f".tmp{os.getpid()}")
+    meta_tmp.write_text(
+        json.dumps({"offsets": decoded.offsets.tolist(), "errors": decoded.errors, "sample_rate": sample_rate, "paths": paths})
+    )
+    os.replace(tmp, data_file)
+    os.replace(meta_tmp, meta_file)
+    return decoded

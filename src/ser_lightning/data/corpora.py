@@ -1,0 +1,416 @@
+"""Corpus readers: parse each corpus's folder layout and file names into utterance rows.
+
+Every reader returns a list of :class:`Utterance` rows (path, canonical label, speaker,
+gender where known, corpus, spoken text/word where known). The naming conventions come
+from the corpora's own documentation; ``../shared/data/README.md`` repeats them:
+
+- TESS (Dupuis & Pichora-Fuller, 2010): ``<OAF|YAF>_<word>_<emotion>``; ``ps`` is
+  pleasant surprise. Circulating copies have folder-name variants and one ``OA_`` prefix.
+- RAVDESS (Livingstone & Russo, 2018): seven dash-separated codes
+  ``modality-channel-emotion-intensity-statement-repetition-actor``; odd actors are male.
+- SAVEE (Haq & Jackson): ``<speaker>_<code><nn>`` (Kaggle's flat ``ALL`` layout) or
+  ``<speaker>/<code><nn>`` (per-speaker folders).
+- CREMA-D (Cao et al., 2014): ``<actor>_<sentence>_<emotion>_<level>``; gender from
+  ``VideoDemographics.csv`` when it lies beside ``AudioWAV/``.
+- EmoDB (Burkhardt et al., 2005): ``<speaker:2><text:3><emotion letter><version>``.
+- Any other corpus: a CSV manifest with columns ``path,label[,speaker][,gender]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import soundfile as sf
+
+from ser_lightning.labels import EMOTIONS
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One recording of a corpus.
+
+    Attributes:
+        path: absolute path of the audio file.
+        label: canonical emotion name (see :mod:`ser_lightning.labels`).
+        speaker: speaker id, prefixed by the corpus name (``ravdess:12``) so that ids
+            never collide when corpora are combined.
+        corpus: corpus name (``tess``, ``ravdess``, ...).
+        gender: ``"female"``, ``"male"`` or ``None`` when unknown.
+        text: the sentence or word code when the corpus names it, else ``None``.
+    """
+
+    path: str
+    label: str
+    speaker: str
+    corpus: str
+    gender: str | None = None
+    text: str | None = None
+
+    def as_row(self) -> dict[str, str]:
+        """The utterance as a CSV row (``None`` becomes an empty string)."""
+        return {k: ("" if v is None else str(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> "Utterance":
+        """Inverse of :meth:`as_row`."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (v if v != "" else None) for k, v in row.items() if k in names})
+
+
+class CorpusNotFoundError(FileNotFoundError):
+    """The corpus root does not exist or holds no audio files of the expected layout."""
+
+
+class UnknownLabelError(ValueError):
+    """A file name or manifest row carries an emotion code the reader does not know."""
+
+
+def audio_extensions() -> frozenset[str]:
+    """File extensions (lower case, with dot) of every format libsndfile can read here."""
+    exts = {"." + fmt.lower() for fmt in sf.available_formats()}
+    # libsndfile names formats, not extensions: add the common aliases.
+    exts |= {".aif", ".aifc", ".oga", ".opus", ".snd", ".sph", ".wv"}
+    return frozenset(exts)
+
+
+def list_audio_files(root: Path) -> list[Path]:
+    """All audio files below ``root`` (recursive, sorted, hidden files skipped)."""
+    exts = audio_extensions()
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    )
+
+
+def _require_files(root: Path, corpus: str, layout: str) -> list[Path]:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise CorpusNotFoundError(
+            f"{corpus}: data root {root} does not exist. Expected layout: {layout}. "
+            "Set SER_DATA_DIR (or paths.data_dir=...) to the folder holding the corpora, "
+            f"or data.root=... to this corpus's folder."
+        )
+    files = list_audio_files(root)
+    if not files:
+        raise CorpusNotFoundError(
+            f"{corpus}: no audio files found under {root}. Expected layout: {layout}."
+        )
+    return files
+
+
+# --- TESS -------------------------------------------------------------------------
+TESS_LAYOUT = "tess/<OAF|YAF>_<emotion>/<OAF|YAF>_<word>_<emotion>.wav (any libsndfile format)"
+_TESS_EMOTIONS = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "ps": "surprise",
+    "pleasant_surprise": "surprise",
+    "pleasant_surprised": "surprise",
+}
+
+
+def read_tess(root: str | Path) -> list[Utterance]:
+    """Read TESS: 2 female speakers (OAF aged 64, YAF aged 26), 7 emotions.
+
+    The emotion is the last ``_`` part of the file name; ``ps`` (pleasant surprise) maps
+    to ``surprise``. The ``OA_`` speaker prefix found in circulating copies is read as
+    ``OAF``; folder names (``OAF_Fear``, ``YAF_pleasant_surprised``) are not trusted.
+
+    Raises:
+        CorpusNotFoundError: ``root`` is missing or holds no audio.
+        UnknownLabelError: a file name ends in an unknown emotion code.
+    """
+    rows = []
+    for path in _require_files(Path(root), "tess", TESS_LAYOUT):
+        parts = path.stem.split("_")
+        if len(parts) < 3:
+            raise UnknownLabelError(f"tess: cannot parse file name {path} (expected {TESS_LAYOUT})")
+        speaker = parts[0].upper()
+        speaker = {"OA": "OAF", "YA": "YAF"}.get(speaker, speaker)
+        code = "_".join(parts[2:]).lower()
+        if code not in _TESS_EMOTIONS:
+            raise UnknownLabelError(
+                f"tess: unknown emotion '{code}' in file name {path}; "
+                f"known: {sorted(_TESS_EMOTIONS)}"
+            )
+        rows.append(
+            Utterance(str(path), _TESS_EMOTIONS[code], f"tess:{speaker}", "tess", "female", parts[1])
+        )
+    return rows
+
+
+# --- RAVDESS ----------------------------------------------------------------------
+RAVDESS_LAYOUT = "ravdess/Actor_<nn>/<mm>-<vc>-<em>-<in>-<st>-<rp>-<actor>.wav"
+_RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
+_RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+
+
+def read_ravdess(root: str | Path) -> list[Utterance]:
+    """Read the speech part of RAVDESS: 24 actors (odd male, even female), 8 emotions.
+
+    Song files (vocal channel ``02``) are left out. The statement code (``01`` "Kids are
+    talking by the door", ``02`` "Dogs are sitting by the door") goes into ``text``.
+
+    Raises:
+        CorpusNotFoundError: ``root`` is missing or holds no audio.
+        UnknownLabelError: a name is not seven codes or has an unknown emotion code.
+    """
+    rows = []
+    for path in _require_files(Path(root), "ravdess", RAVDESS_LAYOUT):
+        m = _RAVDESS_NAME.match(path.stem)
+        if not m:
+            raise UnknownLabelError(f"ravdess: cannot parse file name {path} (expected {RAVDESS_LAYOUT})")
+        _modality, channel, emotion, _intensity, statement, _rep, actor = m.groups()
+        if channel != "01":  # 02 = song
+            continue
+        if emotion not in _RAVDESS_EMOTIONS:
+            raise UnknownLabelError(f"ravdess: unknown emotion code '{emotion}' in {path}")
+        gender = "male" if int(actor) % 2 else "female"
+        rows.append(
+            Utterance(str(path), _RAVDESS_EMOTIONS[emotion], f"ravdess:{actor}", "ravdess", gender, statement)
+        )
+    if not rows:
+        raise CorpusNotFoundError(f"ravdess: no speech files (vocal channel 01) under {root}")
+    return rows
+
+
+# --- SAVEE ------------------------------------------------------------------------
+SAVEE_LAYOUT = "savee/ALL/<DC|JE|JK|KL>_<code><nn>.wav or savee/<speaker>/<code><nn>.wav"
+_SAVEE_EMOTIONS = {
+    "a": "angry",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happy",
+    "n": "neutral",
+    "sa": "sad",
+    "su": "surprise",
+}
+_SAVEE_NAME = re.compile(r"^(?:([A-Za-z]{2})_)?([a-z]{1,2})(\d+)$")
+
+
+def read_savee(root: str | Path) -> list[Utterance]:
+    """Read SAVEE: 4 male speakers (DC, JE, JK, KL), 7 emotions.
+
+    Accepts Kaggle's flat ``ALL`` layout (speaker in the file name) and the original
+    per-speaker folders (speaker from the parent folder).
+
+    Raises:
+        CorpusNotFoundError: ``root`` is missing or holds no audio.
+        UnknownLabelError: a name does not parse or has an unknown emotion code.
+    """
+    rows = []
+    for path in _require_files(Path(root), "savee", SAVEE_LAYOUT):
+        m = _SAVEE_NAME.match(path.stem)
+        if not m or m.group(2) not in _SAVEE_EMOTIONS:
+            raise UnknownLabelError(
+                f"savee: cannot read emotion from file name {path}; expected {SAVEE_LAYOUT} "
+                f"with code in {sorted(_SAVEE_EMOTIONS)}"
+            )
+        speaker = (m.group(1) or path.parent.name).upper()
+        rows.append(
+            Utterance(str(path), _SAVEE_EMOTIONS[m.group(2)], f"savee:{speaker}", "savee", "male", m.group(3))
+        )
+    return rows
+
+
+# --- CREMA-D ----------------------------------------------------------------------
+CREMA_D_LAYOUT = "crema_d/AudioWAV/<actor>_<sentence>_<ANG|DIS|FEA|HAP|NEU|SAD>_<level>.wav"
+_CREMA_D_EMOTIONS = {
+    "ANG": "angry",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happy",
+    "NEU": "neutral",
+    "SAD": "sad",
+}
+_CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+
+
+def _crema_d_genders(root: Path) -> dict[str, str]:
+    """Actor -> gender from CREMA-D's ``VideoDemographics.csv``, when present."""
+    for candidate in (root / "VideoDemographics.csv", root.parent / "VideoDemographics.csv"):
+        if candidate.is_file():
+            with candidate.open(newline="") as fh:
+                return {
+                    r["ActorID"].strip(): r["Sex"].strip().lower()
+                    for r in csv.DictReader(fh)
+                    if r.get("ActorID") and r.get("Sex")
+                }
+    return {}
+
+
+def read_crema_d(root: str | Path) -> list[Utterance]:
+    """Read CREMA-D: 91 actors, 6 emotions, 12 sentences.
+
+    Gender is read from ``VideoDemographics.csv`` (shipped with CREMA-D) when it lies
+    in or beside ``root``; otherwise it is ``None``.
+
+    Raises:
+        CorpusNotFoundError: ``root`` is missing or holds no audio.
+        UnknownLabelError: a name does not parse or has an unknown emotion code.
+    """
+    root = Path(root)
+    files = _require_files(root, "crema_d", CREMA_D_LAYOUT)
+    genders = _crema_d_genders(root)
+    rows = []
+    for path in files:
+        m = _CREMA_D_NAME.match(path.stem)
+        if not m or m.group(3) not in _CREMA_D_EMOTIONS:
+            raise UnknownLabelError(f"crema_d: cannot read emotion from file name {path}; expected {CREMA_D_LAYOUT}")
+        actor, sentence, emotion, _level = m.groups()
+        rows.append(
+            Utterance(str(path), _CREMA_D_EMOTIONS[emotion], f"crema_d:{actor}", "crema_d", genders.get(actor), sentence)
+        )
+    return rows
+
+
+# --- EmoDB ------------------------------------------------------------------------
+EMODB_LAYOUT = "emodb/wav/<speaker:2><text:3><emotion letter><version>.wav, e.g. 03a01Fa.wav"
+_EMODB_EMOTIONS = {
+    "W": "angry",  # Wut
+    "L": "boredom",  # Langeweile
+    "E": "disgust",  # Ekel
+    "A": "fear",  # Angst
+    "F": "happy",  # Freude
+    "T": "sad",  # Trauer
+    "N": "neutral",
+}
+# Speaker genders from the EmoDB documentation (10 speakers, 5 female, 5 male).
+_EMODB_GENDERS = {
+    "03": "male", "08": "female", "09": "female", "10": "male", "11": "male",
+    "12": "male", "13": "female", "14": "female", "15": "male", "16": "female",
+}
+_EMODB_NAME = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
+
+
+def read_emodb(root: str | Path) -> list[Utterance]:
+    """Read EmoDB (Berlin Database of Emotional Speech): 10 speakers, 7 emotions.
+
+    Raises:
+        CorpusNotFoundError: ``root`` is missing or holds no audio.
+        UnknownLabelError: a name does not parse or has an unknown emotion letter.
+    """
+    rows = []
+    for path in _require_files(Path(root), "emodb", EMODB_LAYOUT):
+        m = _EMODB_NAME.match(path.stem)
+        if not m or m.group(3) not in _EMODB_EMOTIONS:
+            raise UnknownLabelError(f"emodb: cannot read emotion from file name {path}; expected {EMODB_LAYOUT}")
+        speaker, text, letter, _version = m.groups()
+        rows.append(
+            Utterance(str(path), _EMODB_EMOTIONS[letter], f"emodb:{speaker}", "emodb", _EMODB_GENDERS.get(speaker), text)
+        )
+    return rows
+
+
+# --- generic manifest -------------------------------------------------------------
+MANIFEST_LAYOUT = "a CSV file with a header: path,label[,speaker][,gender] (paths relative to the CSV)"
+#: Common spellings of the canonical emotions, accepted in manifests.
+LABEL_ALIASES = {
+    "anger": "angry", "ang": "angry", "happiness": "happy", "joy": "happy", "hap": "happy",
+    "sadness": "sad", "fearful": "fear", "fea": "fear", "disgusted": "disgust", "dis": "disgust",
+    "surprised": "surprise", "ps": "surprise", "pleasant_surprise": "surprise", "neu": "neutral",
+    "bored": "boredom",
+}
+
+
+def normalize_label(raw: str, extra_labels: Iterable[str] = ()) -> str | None:
+    """Map a label spelling to its canonical name, or ``None`` when unknown."""
+    label = raw.strip().lower().replace(" ", "_")
+    label = LABEL_ALIASES.get(label, label)
+    return label if label in EMOTIONS or label in set(extra_labels) else None
+
+
+def read_manifest(manifest: str | Path, extra_labels: Iterable[str] = (), corpus: str = "manifest") -> list[Utterance]:
+    """Read a CSV manifest ``path,label[,speaker][,gender]`` for any other corpus.
+
+    Relative paths are taken relative to the manifest's folder. Labels may be canonical
+    names or common spellings (:data:`LABEL_ALIASES`); ``extra_labels`` admits names
+    outside the canonical set. A missing speaker column makes every file its own
+    speaker (so only random splits make sense).
+
+    Raises:
+        CorpusNotFoundError: the manifest does not exist or lists no rows.
+        UnknownLabelError: a row's label is not known (the row's file is named).
+        ValueError: the header lacks ``path`` or ``label``.
+    """
+    manifest = Path(manifest).expanduser()
+    if not manifest.is_file():
+        raise CorpusNotFoundError(f"{corpus}: manifest {manifest} does not exist. Expected {MANIFEST_LAYOUT}.")
+    extra = tuple(extra_labels)
+    rows = []
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"path", "label"}.difference(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{corpus}: manifest {manifest} lacks column(s) {sorted(missing)}; expected {MANIFEST_LAYOUT}")
+        for line, r in enumerate(reader, start=2):
+            path = Path(r["path"]).expanduser()
+            path = path if path.is_absolute() else (manifest.parent / path)
+            label = normalize_label(r["label"], extra)
+            if label is None:
+                raise UnknownLabelError(
+                    f"{corpus}: unknown label '{r['label']}' for {path} ({manifest}, line {line}); "
+                    f"known: {list(EMOTIONS)} (add others with data.extra_labels)"
+                )
+            speaker = (r.get("speaker") or "").strip() or path.stem
+            gender = (r.get("gender") or "").strip().lower() or None
+            rows.append(Utterance(str(path.resolve()), label, f"{corpus}:{speaker}", corpus, gender, None))
+    if not rows:
+        raise CorpusNotFoundError(f"{corpus}: manifest {manifest} lists no files")
+    return rows
+
+
+READERS: dict[str, Callable[..., list[Utterance]]] = {
+    "tess": read_tess,
+    "ravdess": read_ravdess,
+    "savee": read_savee,
+    "crema_d": read_crema_d,
+    "emodb": read_emodb,
+    "manifest": read_manifest,
+}
+
+
+def read_corpus(name: str, root: str | Path, **kwargs) -> list[Utterance]:
+    """Read corpus ``name`` (a key of :data:`READERS`) from ``root``.
+
+    Raises:
+        ValueError: unknown corpus name (the allowed names are listed).
+        CorpusNotFoundError, UnknownLabelError: from the reader.
+    """
+    if name not in READERS:
+        raise ValueError(f"unknown corpus '{name}'; allowed: {sorted(READERS)}")
+    return READERS[name](root, **kwargs)
+
+
+def write_manifest(rows: Iterable[Utterance], path: str | Path) -> None:
+    """Write utterance rows as CSV (the columns of :class:`Utterance`)."""
+    names = [f.name for f in fields(Utterance)]
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.as_row())
+
+
+def load_manifest_rows(path: str | Path) -> list[Utterance]:
+    """Read a manifest written by :func:`write_manifest` (all columns, no label mapping)."""
+    with Path(path).open(newline="") as fh:
+        return [Utterance.from_row(r) for r in csv.DictReader(fh)]

@@ -1,0 +1,208 @@
+"""The LightningDataModule: corpus -> split -> cached waveforms -> device-side features.
+
+CPU side (DataLoader): fixed-length waveform clips ``[batch, time]`` and labels ``[batch]``.
+Device side (``on_after_batch_transfer``): waveform augmentation (training only) ->
+feature front-end -> SpecAugment (training only) -> ``[batch, n_features, frames]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ser_lightning.augment import SPECTROGRAM_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.data.cache import DecodedAudio, load_or_decode
+from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
+from ser_lightning.data.dataset import ClipDataset
+from ser_lightning.data.splits import Split, make_split
+from ser_lightning.features import FeatureConfig, FeatureExtractor
+from ser_lightning.labels import sort_labels
+
+log = logging.getLogger(__name__)
+
+
+class DataQualityError(RuntimeError):
+    """More files than allowed could not be decoded or were too short."""
+
+
+class SERDataModule(L.LightningDataModule):
+    """Speech emotion data for one corpus (or a manifest), split and featurised.
+
+    Args:
+        corpus: reader name (``tess``, ``ravdess``, ``savee``, ``crema_d``, ``emodb``,
+            ``manifest``).
+        root: corpus folder (for ``manifest``: the CSV file).
+        split: protocol, see :mod:`ser_lightning.data.splits`.
+        val_fraction, test_fraction: part sizes for ``random`` and ``speaker`` splits.
+        fold, num_folds: fold for ``kfold`` and ``loso``.
+        seed: split seed.
+        sample_rate: internal rate in Hz.
+        clip_seconds: length of the training/evaluation clips in seconds.
+        batch_size, num_workers, pin_memory: DataLoader settings.
+        gender: keep only ``"female"`` or ``"male"`` speakers (``None``: all).
+        min_seconds: files shorter than this are skipped.
+        max_bad_fraction: stop with :class:`DataQualityError` when more than this
+            fraction of files are skipped.
+        cache_dir: waveform cache folder (``None``: decode into memory every run).
+        features: :class:`~ser_lightning.features.FeatureConfig` settings.
+        augment: augmentation settings (``conf/augment``).
+        output_dir: run directory; split manifests and the skipped-file list go there.
+        extra_labels: labels accepted beyond the canonical set (manifests).
+    """
+
+    def __init__(
+        self,
+        corpus: str,
+        root: str,
+        split: str = "auto",
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        fold: int = 0,
+        num_folds: int = 5,
+        seed: int = 0,
+        sample_rate: int = 16000,
+        clip_seconds: float = 3.0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        gender: str | None = None,
+        min_seconds: float = 0.1,
+        max_bad_fraction: float = 0.05,
+        cache_dir: str | None = None,
+        features: dict | None = None,
+        augment: dict | None = None,
+        output_dir: str | None = None,
+        extra_labels: list[str] | tuple[str, ...] = (),
+    ):
+        super().__init__()
+        if gender not in (None, "female", "male"):
+            raise ValueError(f"data.gender='{gender}' is not allowed; use female, male or null")
+        if clip_seconds <= 0:
+            raise ValueError(f"data.clip_seconds must be > 0, got {clip_seconds}")
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
+        self.corpus, self.root = corpus, root
+        self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds)
+        self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.gender, self.min_seconds, self.max_bad_fraction = gender, min_seconds, max_bad_fraction
+        self.cache_dir, self.output_dir, self.extra_labels = cache_dir, output_dir, tuple(extra_labels)
+        self.feature_config = FeatureConfig.from_dict({**(features or {}), "sample_rate": sample_rate})
+        self.features = FeatureExtractor(self.feature_config)
+        self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS)
+        self.spec_augment = build_chain(augment, SPECTROGRAM_AUGMENTS)
+        self.class_names: list[str] = []
+        self.split: Split | None = None
+        self.skipped: dict[str, str] = {}
+        self._audio: DecodedAudio | None = None
+        self._datasets: dict[str, ClipDataset] = {}
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    def read_rows(self) -> list[Utterance]:
+        """The corpus manifest after the gender filter."""
+        kwargs = {"extra_labels": self.extra_labels} if self.corpus == "manifest" else {}
+        rows = read_corpus(self.corpus, self.root, **kwargs)
+        if self.gender:
+            rows = [r for r in rows if r.gender == self.gender]
+            if not rows:
+                raise ValueError(f"data.gender={self.gender}: no {self.gender} speakers in {self.corpus}")
+        return rows
+
+    def prepare_data(self) -> None:
+        """Fill the waveform cache once (rank 0 only under DDP)."""
+        if self.cache_dir is not None:
+            load_or_decode([r.path for r in self.read_rows()], self.sample_rate, self.cache_dir, self.min_seconds)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read, decode (or load the cache), drop bad files, split and build datasets."""
+        if self._datasets:
+            return
+        rows = self.read_rows()
+        audio = load_or_decode([r.path for r in rows], self.sample_rate, self.cache_dir, self.min_seconds)
+        self.skipped = dict(audio.errors)
+        if self.skipped:
+            log.warning("skipped %d of %d files that cannot be used:\n  %s", len(self.skipped), len(rows), "\n  ".join(self.skipped.values()))
+        if len(self.skipped) > self.max_bad_fraction * len(rows):
+            raise DataQualityError(
+                f"{len(self.skipped)} of {len(rows)} files of {self.corpus} cannot be used "
+                f"(more than data.max_bad_fraction={self.max_bad_fraction}); first: {next(iter(self.skipped.values()))}"
+            )
+        good = [(i, r) for i, r in enumerate(rows) if r.path not in self.skipped]
+        index_of = {r.path: i for i, r in good}
+        self.class_names = sort_labels({r.label for _, r in good})
+        self.split = make_split([r for _, r in good], **self.split_args)
+        log.info("split %s", self.split.describe())
+        target_of = {c: k for k, c in enumerate(self.class_names)}
+        for part in ("train", "val", "test"):
+            part_rows = getattr(self.split, part)
+            self._datasets[part] = ClipDataset(
+                audio, [index_of[r.path] for r in part_rows], [target_of[r.label] for r in part_rows],
+                self.clip_samples, train=(part == "train"),
+            )
+        self._audio = audio
+        self.write_artifacts()
+
+    def write_artifacts(self) -> None:
+        """Save the three split manifests and the skipped-file list in the run directory."""
+        if self.output_dir is None or self.split is None:
+            return
+        out = Path(self.output_dir) / "splits"
+        out.mkdir(parents=True, exist_ok=True)
+        for part in ("train", "val", "test"):
+            write_manifest(getattr(self.split, part), out / f"{part}.csv")
+        with (Path(self.output_dir) / "skipped_files.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "reason"])
+            writer.writerows(sorted(self.skipped.items()))
+
+    def class_counts(self, part: str = "train") -> list[int]:
+        """Examples per class (in ``class_names`` order) in a part of the split."""
+        counts = Counter(self._datasets[part].targets.tolist())
+        return [counts.get(k, 0) for k in range(len(self.class_names))]
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._datasets[part],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(self._datasets[part]) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def transform_batch(self, waves: torch.Tensor, training: bool) -> torch.Tensor:
+        """Waveforms ``[batch, time]`` -> features ``[batch, n_features, frames]`` on
+        the waves' device, with augmentation when ``training``."""
+        for module in (self.features, self.wave_augment, self.spec_augment):
+            module.to(waves.device)  # no-op once the buffers are there
+        if training:
+            waves = self.wave_augment(waves)
+        feats = self.features(waves)
+        if training:
+            feats = self.spec_augment(feats)
+        return feats
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        waves, targets = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.transform_batch(waves, training), targets

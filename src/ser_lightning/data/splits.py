@@ -1,0 +1,200 @@
+"""Train/validation/test splits of a corpus manifest.
+
+Protocols (``data.split``):
+
+- ``random``: stratified random split of utterances (the published TESS protocol; the
+  same speakers appear in all parts, so it measures speaker-dependent accuracy).
+- ``speaker``: speaker-independent split; disjoint speakers in train, val and test.
+- ``kfold``: k-fold over speakers; fold ``k`` tests on speaker group ``k`` and
+  validates on group ``k+1`` (mod k), so val speakers are never test speakers.
+- ``loso``: leave-one-speaker-out; fold ``k`` tests on the k-th speaker (sorted ids)
+  and validates on the next one.
+- ``auto``: ``speaker`` when the corpus has 3 or more speakers, else ``random``.
+
+Every split is a pure function of the manifest and the seed, so it is reproducible;
+the run directory keeps the three manifests.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ser_lightning.data.corpora import Utterance
+
+SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso")
+
+
+@dataclass
+class Split:
+    """The three parts of a split and the protocol that made them."""
+
+    train: list[Utterance]
+    val: list[Utterance]
+    test: list[Utterance]
+    protocol: str
+
+    def describe(self) -> str:
+        """One line: protocol, sizes and the held-out speakers (for logs and result tables)."""
+        def spk(rows: list[Utterance]) -> str:
+            ids = sorted({r.speaker for r in rows})
+            return ",".join(ids) if len(ids) <= 8 else f"{len(ids)} speakers"
+
+        text = (
+            f"{self.protocol}: train {len(self.train)}, val {len(self.val)}, test {len(self.test)}"
+        )
+        if self.protocol != "random":
+            text += f" | val speakers {spk(self.val)} | test speakers {spk(self.test)}"
+        return text
+
+
+def speakers_of(rows: list[Utterance]) -> list[str]:
+    """Sorted distinct speaker ids of ``rows``."""
+    return sorted({r.speaker for r in rows})
+
+
+def _parts_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Sizes of val and test for ``n`` items: at least 1 each, at least 1 left for train."""
+    if n < 3:
+        raise ValueError(f"cannot split {n} item(s) into train, val and test: need at least 3")
+    n_test = min(max(1, round(n * test_fraction)), n - 2)
+    n_val = min(max(1, round(n * val_fraction)), n - n_test - 1)
+    return n_val, n_test
+
+
+def random_split(rows: list[Utterance], val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """Stratified random split: every class spread over the parts in proportion.
+
+    Items are shuffled within each class and interleaved across classes, then the first
+    ``test`` and next ``val`` items of that sequence are taken, so each part gets the
+    class proportions up to rounding and no part is ever empty.
+
+    Raises:
+        ValueError: fewer than 3 utterances.
+    """
+    rng = random.Random(seed)
+    by_label: dict[str, list[Utterance]] = defaultdict(list)
+    for r in rows:
+        by_label[r.label].append(r)
+    queues = []
+    for label in sorted(by_label):
+        items = sorted(by_label[label], key=lambda r: r.path)
+        rng.shuffle(items)
+        queues.append(items)
+    # Interleave by relative position in its class, so small classes are spread evenly.
+    keyed = [(i / len(q), rng.random(), r) for q in queues for i, r in enumerate(q)]
+    ordered = [r for _, _, r in sorted(keyed, key=lambda t: (t[0], t[1]))]
+    n_val, n_test = _parts_counts(len(ordered), val_fraction, test_fraction)
+    return Split(
+        train=ordered[n_test + n_val:],
+        val=ordered[n_test:n_test + n_val],
+        test=ordered[:n_test],
+        protocol="random",
+    )
+
+
+def _by_speakers(rows: list[Utterance], val_spk: set[str], test_spk: set[str], protocol: str) -> Split:
+    return Split(
+        train=[r for r in rows if r.speaker not in val_spk and r.speaker not in test_spk],
+        val=[r for r in rows if r.speaker in val_spk],
+        test=[r for r in rows if r.speaker in test_spk],
+        protocol=protocol,
+    )
+
+
+def speaker_split(rows: list[Utterance], val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """Speaker-independent split: speakers are shuffled with ``seed`` and divided.
+
+    Speakers are stratified by gender when genders are known (genders alternate in the
+    shuffled order), so val and test are not all one gender by chance.
+
+    Raises:
+        ValueError: fewer than 3 speakers.
+    """
+    speakers = speakers_of(rows)
+    if len(speakers) < 3:
+        raise ValueError(
+            f"a speaker-independent split needs at least 3 speakers; this data has {len(speakers)} "
+            f"({', '.join(speakers)}). Use data.split=random."
+        )
+    rng = random.Random(seed)
+    gender = {r.speaker: r.gender or "" for r in rows}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for s in speakers:
+        groups[gender[s]].append(s)
+    for g in groups.values():
+        rng.shuffle(g)
+    keyed = [(i / len(g), rng.random(), s) for g in groups.values() for i, s in enumerate(g)]
+    order = [s for _, _, s in sorted(keyed)]
+    n_val, n_test = _parts_counts(len(order), val_fraction, test_fraction)
+    return _by_speakers(rows, set(order[n_test:n_test + n_val]), set(order[:n_test]), "speaker")
+
+
+def kfold_split(rows: list[Utterance], fold: int, num_folds: int, seed: int) -> Split:
+    """Fold ``fold`` of a k-fold cross-validation over speakers.
+
+    Speakers are shuffled with ``seed`` and dealt into ``num_folds`` groups; the fold
+    tests on group ``fold``, validates on group ``(fold + 1) % num_folds`` and trains on
+    the rest. Every speaker is tested exactly once over the k folds.
+
+    Raises:
+        ValueError: ``fold`` outside ``[0, num_folds)`` or fewer speakers than folds
+            (or fewer than 3 folds).
+    """
+    speakers = speakers_of(rows)
+    if num_folds < 3:
+        raise ValueError(f"data.num_folds must be >= 3 (train, val and test groups); got {num_folds}")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"data.fold={fold} is out of range: allowed 0..{num_folds - 1}")
+    if len(speakers) < num_folds:
+        raise ValueError(f"{num_folds}-fold over speakers needs >= {num_folds} speakers; data has {len(speakers)}")
+    rng = random.Random(seed)
+    order = list(speakers)
+    rng.shuffle(order)
+    groups = [order[i::num_folds] for i in range(num_folds)]
+    return _by_speakers(rows, set(groups[(fold + 1) % num_folds]), set(groups[fold]), f"kfold{num_folds}-{fold}")
+
+
+def loso_split(rows: list[Utterance], fold: int) -> Split:
+    """Leave-one-speaker-out fold ``fold``: test on the fold-th speaker (sorted ids),
+    validate on the next one, train on the others.
+
+    Raises:
+        ValueError: ``fold`` outside ``[0, number of speakers)`` or fewer than 3 speakers.
+    """
+    speakers = speakers_of(rows)
+    if len(speakers) < 3:
+        raise ValueError(f"leave-one-speaker-out needs >= 3 speakers; data has {len(speakers)}")
+    if not 0 <= fold < len(speakers):
+        raise ValueError(f"data.fold={fold} is out of range for LOSO: allowed 0..{len(speakers) - 1} ({len(speakers)} speakers)")
+    test = speakers[fold]
+    val = speakers[(fold + 1) % len(speakers)]
+    return _by_speakers(rows, {val}, {test}, f"loso-{test}")
+
+
+def make_split(
+    rows: list[Utterance],
+    protocol: str = "auto",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    fold: int = 0,
+    num_folds: int = 5,
+) -> Split:
+    """Split ``rows`` by ``protocol`` (one of :data:`SPLIT_PROTOCOLS`).
+
+    Raises:
+        ValueError: unknown protocol, or a protocol the data cannot support.
+    """
+    if protocol == "auto":
+        protocol = "speaker" if len(speakers_of(rows)) >= 3 else "random"
+    if protocol == "random":
+        return random_split(rows, val_fraction, test_fraction, seed)
+    if protocol == "speaker":
+        return speaker_split(rows, val_fraction, test_fraction, seed)
+    if protocol == "kfold":
+        return kfold_split(rows, fold, num_folds, seed)
+    if protocol == "loso":
+        return loso_split(rows, fold)
+    raise ValueError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
