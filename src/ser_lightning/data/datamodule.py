@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ser_lightning.augment import SPECTROGRAM_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
@@ -55,6 +55,13 @@ class SERDataModule(L.LightningDataModule):
         augment: augmentation settings (``conf/augment``).
         output_dir: run directory; split manifests and the skipped-file list go there.
         extra_labels: labels accepted beyond the canonical set (manifests).
+        test_speakers, train_speakers: speaker ids for ``split=cross`` (with or
+            without the ``corpus:`` prefix).
+        reader_args: extra keyword arguments of the corpus reader (``data=combined``:
+            ``corpora``, ``roots``, ``calm``).
+        sampler: ``None`` (shuffle) or ``"balanced"``: draw training examples with
+            ``WeightedRandomSampler`` (weight 1 / class count, with replacement), so each
+            class is seen equally often per epoch. An alternative to class-weighted loss.
     """
 
     def __init__(
@@ -80,6 +87,10 @@ class SERDataModule(L.LightningDataModule):
         augment: dict | None = None,
         output_dir: str | None = None,
         extra_labels: list[str] | tuple[str, ...] = (),
+        test_speakers: list[str] | None = None,
+        train_speakers: list[str] | None = None,
+        reader_args: dict | None = None,
+        sampler: str | None = None,
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -88,8 +99,13 @@ class SERDataModule(L.LightningDataModule):
             raise ValueError(f"data.clip_seconds must be > 0, got {clip_seconds}")
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
+        if sampler not in (None, "none", "balanced"):
+            raise ValueError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
         self.corpus, self.root = corpus, root
-        self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds)
+        self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
+                               test_speakers=test_speakers, train_speakers=train_speakers)
+        self.reader_args = dict(reader_args or {})
+        self.sampler = None if sampler == "none" else sampler
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.gender, self.min_seconds, self.max_bad_fraction = gender, min_seconds, max_bad_fraction
@@ -111,6 +127,7 @@ class SERDataModule(L.LightningDataModule):
     def read_rows(self) -> list[Utterance]:
         """The corpus manifest after the gender filter."""
         kwargs = {"extra_labels": self.extra_labels} if self.corpus == "manifest" else {}
+        kwargs.update(self.reader_args)
         rows = read_corpus(self.corpus, self.root, **kwargs)
         if self.gender:
             rows = [r for r in rows if r.gender == self.gender]
@@ -170,11 +187,23 @@ class SERDataModule(L.LightningDataModule):
         counts = Counter(self._datasets[part].targets.tolist())
         return [counts.get(k, 0) for k in range(len(self.class_names))]
 
+    def targets(self, part: str) -> torch.Tensor:
+        """``[n]`` class indices of a part of the split, in loader order (unshuffled)."""
+        return self._datasets[part].targets
+
+    def _balanced_sampler(self) -> WeightedRandomSampler:
+        """Draws training examples with probability proportional to 1 / class count."""
+        targets = self._datasets["train"].targets
+        counts = torch.bincount(targets, minlength=len(self.class_names)).clamp_min(1)
+        return WeightedRandomSampler((1.0 / counts.double())[targets], num_samples=len(targets), replacement=True)
+
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        sampler = self._balanced_sampler() if shuffle and self.sampler == "balanced" else None
         return DataLoader(
             self._datasets[part],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -118,6 +118,7 @@ class SERModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")
         self.test_confusion.update(logits.detach(), batch[1])
+        self._test_predictions.append(logits.detach().argmax(dim=1).cpu())
 
     def _log_epoch(self, metrics: MetricCollection) -> None:
         self.log_dict(metrics.compute(), prog_bar=True, sync_dist=True)
@@ -131,11 +132,15 @@ class SERModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
+        self._test_predictions: list[torch.Tensor] = []
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics)
         # Kept for the run's confusion-matrix plot (rows: true class, columns: predicted).
         self.last_test_confusion = self.test_confusion.compute().cpu()
+        # Predicted class per test example in test-loader order (single device), for
+        # per-corpus metrics of combined runs.
+        self.last_test_predictions = torch.cat(self._test_predictions) if self._test_predictions else None
 
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)
