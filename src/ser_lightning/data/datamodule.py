@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from ser_lightning.augment import SPECTROGRAM_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
 from ser_lightning.data.dataset import ClipDataset
@@ -112,8 +112,9 @@ class SERDataModule(L.LightningDataModule):
         self.cache_dir, self.output_dir, self.extra_labels = cache_dir, output_dir, tuple(extra_labels)
         self.feature_config = FeatureConfig.from_dict({**(features or {}), "sample_rate": sample_rate})
         self.features = FeatureExtractor(self.feature_config)
-        self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS)
+        self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS, sample_rate=sample_rate)
         self.spec_augment = build_chain(augment, SPECTROGRAM_AUGMENTS)
+        self.target_augment = build_chain(augment, TARGET_AUGMENTS)  # mixup: soft targets
         self.class_names: list[str] = []
         self.split: Split | None = None
         self.skipped: dict[str, str] = {}
@@ -232,6 +233,12 @@ class SERDataModule(L.LightningDataModule):
         return feats
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``(waves [batch, time], targets [batch])`` -> ``(feats, targets)``; with mixup in
+        training, targets become soft ``[batch, n_classes]``."""
         waves, targets = batch
         training = self.trainer is not None and self.trainer.training
-        return self.transform_batch(waves, training), targets
+        feats = self.transform_batch(waves, training)
+        if training:
+            for mix in self.target_augment:
+                feats, targets = mix(feats, targets, len(self.class_names))
+        return feats, targets

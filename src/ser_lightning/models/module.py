@@ -103,8 +103,10 @@ class SERModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
         feats, targets = batch
         logits = self(feats)
+        # Soft targets [batch, n_classes] (mixup) are scored against their larger part.
         loss = self.criterion(logits, targets)
-        metrics.update(logits.detach(), targets)
+        hard = targets.argmax(dim=1) if targets.dim() == 2 else targets
+        metrics.update(logits.detach(), hard)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=targets.shape[0], sync_dist=not on_step)
         return loss if stage != "test" else (loss, logits)
