@@ -126,3 +126,17 @@ def test_augmentation_only_while_training():
     feats, soft = dm.on_after_batch_transfer((waves, targets), 0)
     assert feats.shape == clean.shape and not torch.allclose(feats, clean)
     assert soft.shape == (4, 3)
+
+
+def test_strong_config_builds_every_augmentation():
+    from omegaconf import OmegaConf
+
+    from ser_lightning.augment import SPECTROGRAM_AUGMENTS, SpecAugment
+    from tests.conftest import REPO
+
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "augment" / "strong.yaml"))
+    waves = build_chain(cfg, WAVEFORM_AUGMENTS, sample_rate=16000)
+    assert {type(m) for m in waves} == {SpeedPerturb, PitchShift, TimeShift} | {type(m) for m in waves if m.__class__.__name__ in ("AdditiveNoise", "RandomGain")}
+    assert len(waves) == 5
+    assert [type(m) for m in build_chain(cfg, SPECTROGRAM_AUGMENTS)] == [SpecAugment]
+    assert [type(m) for m in build_chain(cfg, TARGET_AUGMENTS)] == [Mixup]

@@ -95,3 +95,24 @@ def test_metrics_by_group():
     out = metrics_by_group(preds, targets, ["a", "a", "a", "b", "b", "b"], 3)
     assert out["a"] == {"war": pytest.approx(2 / 3), "uar": pytest.approx((0.5 + 1.0) / 2), "n": 3}
     assert out["b"] == {"war": pytest.approx(2 / 3), "uar": pytest.approx((1.0 + 1.0 + 0.0) / 3), "n": 3}
+
+
+def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
+    """End to end on two small corpora with the issue's strongest recipe: resnet2d on
+    features=seed, every augmentation, balanced sampling."""
+    import json
+
+    from tests.test_e2e import FAST, compose_train
+    from ser_lightning.training import train
+
+    overrides = ["data=combined", "data.reader_args.corpora=[savee,crema_d]", "model=resnet2d", "features=seed",
+                 "augment=strong", "data.sampler=balanced", "logger=csv",
+                 *[o for o in FAST if "limit_test" not in o],  # per-corpus metrics need the whole test set
+                 "data.batch_size=64", "data.clip_seconds=1.0"]
+    train(compose_train(overrides, tmp_path / "run", data_dir, tmp_path / "cache"))
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    per_corpus = report["test_by_corpus"]
+    assert set(per_corpus) == {"savee", "crema_d"}
+    assert sum(m["n"] for m in per_corpus.values()) == report["n_test"]
+    assert per_corpus["crema_d"]["n"] == 6  # one of the sample's two actors, 6 files each
+    assert report["split"].startswith("speaker-per-corpus")

@@ -181,8 +181,11 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
     }
     predictions = getattr(model, "last_test_predictions", None)
     corpora = [r.corpus for r in dm.split.test]
-    if predictions is not None and len(predictions) == len(corpora) and len(set(corpora)) > 1:
-                report["test_by_corpus"] = metrics_by_group(predictions, dm.targets("test"), corpora, len(dm.class_names))
+    if len(set(corpora)) > 1 and (predictions is None or len(predictions) != len(corpora)):
+        log.warning("no per-corpus test metrics: %s test predictions for %d test files (limit_test_batches or several devices)",
+                    "no" if predictions is None else len(predictions), len(corpora))
+    elif len(set(corpora)) > 1:
+        report["test_by_corpus"] = metrics_by_group(predictions, dm.targets("test"), corpora, len(dm.class_names))
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     if confusion is not None:
         plot_confusion_matrix(confusion.numpy(), dm.class_names, output_dir / "confusion_matrix.png",
