@@ -117,7 +117,7 @@ def hardware() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch": torch.__version__}
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -193,7 +193,8 @@ def _max_epochs(job_dir: Path) -> int | None:
 
 
 def _hw_text(hw: dict) -> str:
-    return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores)"
+    threads = f", {hw['torch_threads']} torch thread(s)" if hw.get("torch_threads") else ""
+    return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores{threads}), no GPU"
 
 
 def table(args: argparse.Namespace) -> int:
