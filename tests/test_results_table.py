@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import json
+import sys
 
 from tests.conftest import REPO
 
@@ -10,6 +11,7 @@ from tests.conftest import REPO
 def load_results_script():
     spec = importlib.util.spec_from_file_location("results_script", REPO / "scripts" / "results.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
