@@ -116,3 +116,10 @@ def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
     assert sum(m["n"] for m in per_corpus.values()) == report["n_test"]
     assert per_corpus["crema_d"]["n"] == 6  # one of the sample's two actors, 6 files each
     assert report["split"].startswith("speaker-per-corpus")
+    # The checkpoint alone rebuilds the seed front-end and the resnet2d backbone.
+    from ser_lightning.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(str(tmp_path / "run" / "checkpoints" / "best.ckpt"))
+    (prediction,) = predictor.predict([str(data_dir / "savee" / "ALL" / "DC_a01.flac")])
+    assert prediction.error is None and prediction.label in report["class_names"]
+    assert len(report["class_names"]) == 7
