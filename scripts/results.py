@@ -228,7 +228,7 @@ def table(args: argparse.Namespace) -> int:
             rs = [r for r in runs if r["protocol"] == name and r["tag"] == tag]
             uar = [r["metrics"]["test/uar"] for r in rs]
             war = [r["metrics"]["test/war"] for r in rs]
-            epochs = [r["metrics"].get("epochs", 0) + 1 for r in rs]  # current_epoch is 0-based
+            epochs = [r["metrics"].get("epochs", 0) for r in rs]  # trainer.current_epoch after fit = epochs run
             max_epochs = {r["max_epochs"] for r in rs}
             wall = sum(r["metrics"].get("wall_seconds", 0.0) for r in rs)
             recipe = rs[0]["recipe"]
@@ -253,7 +253,7 @@ def table(args: argparse.Namespace) -> int:
         m = r["metrics"]
         val = f"{100 * m['best_val_uar']:.1f}" if m.get("best_val_uar") is not None else "—"
         lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {m.get('split', '')} | {val} | {100 * m['test/uar']:.1f} | "
-                     f"{100 * m['test/war']:.1f} | {m.get('epochs', 0) + 1} | {m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
+                     f"{100 * m['test/war']:.1f} | {m.get('epochs', 0)} | {m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
     by_corpus = [r for r in runs if r["metrics"].get("test_by_corpus")]
     if by_corpus:
         lines += ["", "## Combined corpora, per corpus (held-out speakers of each corpus)", "",
