@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[results] {args.protocol}/{tag}/{job}: done, skipped")
             continue
         overrides = [*proto.overrides, *proto.jobs[job], f"model={args.model}", f"features={args.features}",
-                     "logger=csv", "callbacks.progress_bar.refresh_rate=0", *args.set, f"hydra.run.dir={out}"]
+                     "logger=csv", "callbacks.progress_bar.refresh_rate=0", *args.set, f"hydra.run.dir={out.relative_to(REPO)}"]
         cmd = [sys.executable, "train.py", *overrides]
         out.mkdir(parents=True, exist_ok=True)
         (out / "command.txt").write_text("python train.py " + " ".join(shlex.quote(o) for o in overrides) + "\n")
@@ -177,7 +177,7 @@ def collect() -> list[dict]:
             "job": job_dir.name,
             "recipe": json.loads(recipe_file.read_text()),
             "metrics": json.loads(metrics_file.read_text()),
-            "command": (job_dir / "command.txt").read_text().strip() if (job_dir / "command.txt").is_file() else "",
+            "command": (job_dir / "command.txt").read_text().strip().replace(f"{REPO}/", "") if (job_dir / "command.txt").is_file() else "",
             "max_epochs": _max_epochs(job_dir),
         })
     return runs
@@ -242,8 +242,8 @@ def table(args: argparse.Namespace) -> int:
             if proto.target:
                 metric, value = proto.target
                 got = statistics.fmean(uar if metric == "uar" else war)
-                verdict = "met" if got >= value and not missing else ("not met" if not missing else f"{'above' if got >= value else 'below'} target on the {len(rs)} runs made; incomplete")
-                target_lines.append(f"- {name} ({tag}): mean test {metric.upper()} {100 * got:.1f}% vs target {100 * value:.1f}%: **{verdict}**.")
+                verdict = "met" if got >= value and not missing else ("not met" if not missing else f"{'above' if got >= value else 'below'} target on the {len(rs)} run(s) made; incomplete")
+                target_lines.append(f"- {name} ({tag}): mean test {metric.upper()} {100 * got:.2f}% vs target {100 * value:.1f}%: **{verdict}**.")
             else:
                 target_lines.append(f"- {name} ({tag}): report only; mean test UAR {100 * statistics.fmean(uar):.1f}%, WAR {100 * statistics.fmean(war):.1f}%.")
     lines += ["", "## Targets", "", *target_lines, "", "## Every run", "",
@@ -252,7 +252,8 @@ def table(args: argparse.Namespace) -> int:
     for r in runs:
         m = r["metrics"]
         val = f"{100 * m['best_val_uar']:.1f}" if m.get("best_val_uar") is not None else "—"
-        lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {m.get('split', '')} | {val} | {100 * m['test/uar']:.1f} | "
+        split = m.get("split", "").replace(" | ", "; ")  # a "|" would end the table cell
+        lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {split} | {val} | {100 * m['test/uar']:.1f} | "
                      f"{100 * m['test/war']:.1f} | {m.get('epochs', 0)} | {m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
     by_corpus = [r for r in runs if r["metrics"].get("test_by_corpus")]
     if by_corpus:

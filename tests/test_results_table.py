@@ -46,7 +46,7 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     savee = next(line for line in text.splitlines() if line.startswith("| SAVEE"))
     assert "60.0 ± 14.1" in savee and "65.0 ± 14.1" in savee  # mean ± sample std of 50/70 and 55/75
     assert "2 of 3 (not run: test-JK)" in savee and "Test CPU" in savee
-    assert "savee_loso (cnn1d-mfcc): mean test UAR 60.0% vs target 55.0%: **above target on the 2 runs made; incomplete**" in text
+    assert "savee_loso (cnn1d-mfcc): mean test UAR 60.00% vs target 55.0%: **above target on the 2 run(s) made; incomplete**" in text
     assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
     assert "| cnn1d-mfcc | seed0 | tess | 10 | 80.0 | 90.0 |" in text
     assert "`python train.py job=test-DC`" in text
