@@ -117,7 +117,8 @@ def hardware() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_at_start": round(os.getloadavg()[0], 1)}  # other jobs on the machine stretch wall time
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -194,7 +195,8 @@ def _max_epochs(job_dir: Path) -> int | None:
 
 def _hw_text(hw: dict) -> str:
     threads = f", {hw['torch_threads']} torch thread(s)" if hw.get("torch_threads") else ""
-    return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores{threads}), no GPU"
+    load = f", load average {hw['load_average_at_start']} at start" if hw.get("load_average_at_start") is not None else ""
+    return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores{threads}{load}), no GPU"
 
 
 def table(args: argparse.Namespace) -> int:
@@ -210,6 +212,8 @@ def table(args: argparse.Namespace) -> int:
         "utterances are never test speakers or utterances); the test set is scored once with it.",
         "UAR = unweighted average recall (macro recall), WAR = weighted average recall (accuracy),",
         "in %, mean ± sample standard deviation over the folds or seeds that were run.",
+        "Wall time is the sum over a row's runs, including time spent waiting for the CPU when",
+        "other jobs shared the machine (the load average when a protocol started is recorded).",
         "",
         "## Summary",
         "",
