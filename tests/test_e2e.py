@@ -140,3 +140,12 @@ def test_train_cli_missing_data_root_is_one_clear_error(tmp_path):
     text = proc.stdout + proc.stderr
     assert str(tmp_path / "no_such_root" / "tess") in text and "Expected layout" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("corpus,protocol", [("savee", "speaker"), ("crema_d", "random")])
+def test_other_corpora_train(corpus, protocol, tmp_path, data_dir, cache_dir):
+    cfg = compose_train([f"data={corpus}", "logger=none", *FAST], tmp_path, data_dir, cache_dir)
+    metrics = train(cfg)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["split"].startswith(protocol)  # crema_d sample: 2 actors -> auto falls back to random
+    assert 0.0 <= metrics["test/war"] <= 1.0 and (tmp_path / "checkpoints" / "best.ckpt").is_file()

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from ser_lightning.callbacks import EpochTimer
@@ -60,13 +61,18 @@ def build_model(cfg: DictConfig, dm) -> L.LightningModule:
     )
 
 
-def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+def build_callbacks(cfg: DictConfig, has_logger: bool = True) -> list[L.Callback]:
+    """The callbacks of ``cfg.callbacks``; the LR monitor is left out without a logger
+    (it has nowhere to write and Lightning rejects it)."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    if not has_logger:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list:
     loggers = []
-    for name, lg in (cfg.get("logger") or {}).items():
+    for lg in (cfg.get("logger") or {}).values():
         if not lg or "_target_" not in lg:
             continue
         if "wandb" in lg["_target_"].lower():
@@ -114,9 +120,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm.prepare_data()
     dm.setup("fit")
     model = build_model(cfg, dm)
-    callbacks = build_callbacks(cfg)
-    timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(_container(cfg))
