@@ -39,7 +39,7 @@ def test_time_shift_is_per_example_and_zero_filled(device):
     out = TimeShift(max_shift_seconds=0.1, sample_rate=SR, p=1.0)(waves)
     assert out.shape == waves.shape and out.device == waves.device
     shifts = set()
-    for x, y in zip(waves, out):  # recover each example's shift from the zero run
+    for x, y in zip(waves, out, strict=True):  # recover each example's shift from the zero run
         lead = int((y != 0).float().argmax())
         trail = int((y.flip(0) != 0).float().argmax())
         if lead:
