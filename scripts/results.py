@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         if job not in proto.jobs:
             raise SystemExit(f"unknown job '{job}' of {args.protocol}; allowed: {list(proto.jobs)}")
         out = base / job
+        if args.no_start_after and time.strftime("%H:%M") >= args.no_start_after:
+            print(f"[results] {time.strftime('%H:%M:%S')} not starting {args.protocol}/{tag}/{job}: past --no-start-after {args.no_start_after}")
+            continue
         if (out / "metrics.json").is_file():
             print(f"[results] {args.protocol}/{tag}/{job}: done, skipped")
             continue
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--set", nargs="*", default=[], help="extra train.py overrides, e.g. trainer.max_epochs=20 augment=strong")
     p_run.add_argument("--jobs", default="", help="comma-separated subset of the protocol's jobs (e.g. fold0,fold1)")
     p_run.add_argument("--tag", default="", help="recipe folder name (default: model-features[-overrides])")
+    p_run.add_argument("--no-start-after", default="", help="HH:MM (local clock): start no further job after this time")
     sub.add_parser("table", help="aggregate finished runs into docs/RESULTS.md")
     args = parser.parse_args(argv)
     return run(args) if args.command == "run" else table(args)
