@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -196,6 +197,13 @@ def _max_epochs(job_dir: Path) -> int | None:
     return OmegaConf.load(cfg).trainer.max_epochs
 
 
+def protocol_command(command: str) -> str:
+    """The command that runs every job of a protocol: a recorded ``run`` command without
+    the scheduling options ``--jobs`` and ``--no-start-after`` (which only pick when and
+    which jobs one invocation ran)."""
+    return re.sub(r" --(jobs|no-start-after) \S+", "", command)
+
+
 def _hw_text(hw: dict) -> str:
     threads = f", {hw['torch_threads']} torch thread(s)" if hw.get("torch_threads") else ""
     load = f", load average {hw['load_average_at_start']} at start" if hw.get("load_average_at_start") is not None else ""
@@ -244,7 +252,7 @@ def table(args: argparse.Namespace) -> int:
             lines.append(
                 f"| {proto.corpus} | {name}: {proto.held_out} | {recipe['model']} | {recipe['features']} | {runs_text} | "
                 f"{_mean_std(uar)} | {_mean_std(war)} | {target_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
-                f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{recipe['command']}` |"
+                f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{protocol_command(recipe['command'])}` |"
             )
             if proto.target:
                 metric, value = proto.target

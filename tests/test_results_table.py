@@ -50,3 +50,9 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
     assert "| cnn1d-mfcc | seed0 | tess | 10 | 80.0 | 90.0 |" in text
     assert "`python train.py job=test-DC`" in text
+
+
+def test_protocol_command_drops_scheduling_options():
+    results = load_results_script()
+    cmd = "python scripts/results.py run ravdess_kfold --model cnn1d --jobs fold2,fold3 --no-start-after 02:35 --set trainer=cpu"
+    assert results.protocol_command(cmd) == "python scripts/results.py run ravdess_kfold --model cnn1d --set trainer=cpu"
