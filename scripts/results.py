@@ -282,6 +282,17 @@ def table(args: argparse.Namespace) -> int:
             f"- TESS, same data, two protocols: random split mean test WAR {100 * statistics.fmean(random_war):.1f}% "
             f"vs cross-speaker {100 * statistics.fmean(cross_war):.1f}% (all recipes). The random split puts both "
             "speakers in training and test, so it measures speaker-dependent accuracy.")
+    for r in runs:  # the same held-out TESS speaker, trained on TESS alone vs on all corpora
+        tess = r["metrics"].get("test_by_corpus", {}).get("tess")
+        held = re.search(r"test speakers .*?tess:(\w+)", r["metrics"].get("split", ""))
+        if r["protocol"] != "combined" or not tess or not held:
+            continue
+        other = {"YAF": "OAF", "OAF": "YAF"}.get(held.group(1))
+        alone = [x["metrics"]["test/war"] for x in runs if x["protocol"] == "tess_cross" and x["job"] == f"{other}-to-{held.group(1)}"]
+        if alone:
+            target_lines.append(
+                f"- TESS speaker {held.group(1)} held out: test WAR {100 * statistics.fmean(alone):.1f}% when trained on TESS {other} alone "
+                f"(tess_cross), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
     lines += ["", "## Targets", "", *target_lines, "", "## Every run", "",
               "| protocol | recipe | job | split (held-out speakers) | best val UAR % | test UAR % | test WAR % | epochs | wall time | command |",
               "|---|---|---|---|---|---|---|---|---|---|"]
