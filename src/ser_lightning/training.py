@@ -17,7 +17,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from ser_lightning.callbacks import EpochTimer
+from ser_lightning.callbacks import DataWaitTimer, EpochTimer
+from ser_lightning.class_report import per_class_metrics, write_per_class_csv
+from ser_lightning.config_validation import resume_checkpoint, validate_config
 from ser_lightning.plots import plot_confusion_matrix
 from ser_lightning.wandb_setup import ensure_wandb_mode, report_offline_run
 
@@ -78,6 +80,10 @@ def build_loggers(cfg: DictConfig) -> list:
         if "wandb" in lg["_target_"].lower():
             mode = ensure_wandb_mode()
             log.info("W&B logger: mode %s", mode)
+            if mode != "online" and lg.get("log_model"):
+                # Checkpoint artifacts only make sense online; offline they would be
+                # copied into W&B's staging area for nothing (they are in checkpoints/).
+                lg = OmegaConf.merge(lg, {"log_model": False})
         loggers.append(instantiate(lg))
     return loggers
 
@@ -104,13 +110,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Writes into ``cfg.paths.output_dir``: the resolved ``config.yaml``,
     ``checkpoints/best.ckpt`` and ``last.ckpt``,
-    ``splits/{train,val,test}.csv``, ``skipped_files.csv``, ``metrics.json`` and
-    ``confusion_matrix.png``.
+    ``splits/{train,val,test}.csv``, ``skipped_files.csv``, ``metrics.json``,
+    ``per_class_metrics.csv`` and ``confusion_matrix.png`` (and, through the
+    ``metrics_history`` callback, ``history.csv`` and ``training_curves.png``).
 
     Returns:
         The logged metrics (``val/*`` of the last validation, ``test/*`` of the best
         checkpoint).
+
+    Raises:
+        ConfigError: an invalid config value, before any data is read (see
+            :func:`~ser_lightning.config_validation.validate_config`).
     """
+    validate_config(cfg)
+    ckpt_path = resume_checkpoint(cfg)
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -123,12 +136,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
     timer = next((c for c in callbacks if isinstance(c, EpochTimer)), None)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(_container(cfg))
-    try:
+    try:  # from here on, a failure still closes the W&B run (the next multirun job needs its own)
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        for lg in loggers:
+            lg.log_hyperparams(_container(cfg))
         if cfg.get("train", True):
-            trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.get("test", True):
             ckpt = trainer.checkpoint_callback
@@ -177,6 +190,7 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
         "epochs": trainer.current_epoch,
         "epoch_seconds": timer.seconds if timer else [],
+        "data_wait_fraction": next((c.fractions for c in trainer.callbacks if isinstance(c, DataWaitTimer)), []),
         "wall_seconds": wall_seconds,
         "split": dm.split.describe(),
         "class_names": dm.class_names,
@@ -184,6 +198,7 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         "skipped_files": len(dm.skipped),
         "parameters": sum(p.numel() for p in model.parameters()),
         "confusion_matrix": confusion.tolist() if confusion is not None else None,
+        "per_class": per_class_metrics(confusion.numpy(), dm.class_names) if confusion is not None else None,
     }
     predictions = getattr(model, "last_test_predictions", None)
     corpora = [r.corpus for r in dm.split.test]
@@ -194,6 +209,7 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         report["test_by_corpus"] = metrics_by_group(predictions, dm.targets("test"), corpora, len(dm.class_names))
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     if confusion is not None:
+        write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")
         plot_confusion_matrix(confusion.numpy(), dm.class_names, output_dir / "confusion_matrix.png",
                               title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol})")
     title = f"{cfg.data.corpus} / {cfg.model.backbone.name} / {dm.feature_config.kind} — {dm.split.describe()}"

@@ -93,7 +93,7 @@ def read_offline_run(run_dir: str | Path) -> dict:
     import json
 
     run_file = next(Path(run_dir).glob("*.wandb"))
-    out: dict = {"config": {}, "summary": {}, "history": []}
+    out: dict = {"config": {}, "summary": {}, "history": [], "artifacts": []}
 
     def key_of(item) -> str:
         return item.key or "/".join(item.nested_key)
@@ -108,4 +108,40 @@ def read_offline_run(run_dir: str | Path) -> dict:
             row = {key_of(i): json.loads(i.value_json) for i in record.history.item}
             out["history"].append(row)
             out["summary"].update({k: v for k, v in row.items() if not k.startswith("_")})
+        elif kind == "artifact":
+            a = record.artifact
+            out["artifacts"].append({"name": a.name, "type": a.type, "client_id": a.client_id, "aliases": list(a.aliases),
+                                     "files": {e.path: e.local_path for e in a.manifest.contents}})
     return out
+
+
+def read_offline_table(run_dir: str | Path, key: str, run: dict | None = None) -> dict:
+    """The last logged version of W&B table ``key`` (e.g. ``val/examples``) of an
+    offline run folder.
+
+    W&B stores a table as a run artifact: the run folder's ``files/media/table/`` copy
+    shows media cells only as ``"Audio"`` / ``"Image"``, while the full table and its
+    media files wait in W&B's artifact staging folder until ``wandb sync`` uploads them.
+    This reads the full table through the artifact's manifest in the run file.
+
+    Returns:
+        ``{"columns": [...], "data": [[...], ...], "files": {artifact path: local
+        file}}``; a media cell is a dict (``_type`` ``audio-file`` / ``image-file``)
+        whose ``path`` is a key of ``files``.
+
+    Raises:
+        KeyError: the run logged no table under ``key``.
+    """
+    import json
+
+    run = run or read_offline_run(run_dir)
+    uri = run["summary"].get(f"{key}/artifact_path")
+    if uri is None:
+        raise KeyError(f"no table '{key}' in offline run {run_dir}")
+    client_id, _, table_path = uri.removeprefix("wandb-client-artifact://").partition("/")
+    artifact = next((a for a in run["artifacts"] if a["client_id"] == client_id), None)
+    if artifact is None or table_path not in artifact["files"]:  # fall back to the run folder's copy
+        table = json.loads((Path(run_dir) / "files" / run["summary"][f"{key}/path"]).read_text())
+        return {**table, "files": {}}
+    table = json.loads(Path(artifact["files"][table_path]).read_text())
+    return {"columns": table["columns"], "data": table["data"], "files": artifact["files"]}

@@ -1,9 +1,9 @@
 """Cache of decoded, mono, resampled waveforms.
 
 The first use decodes every file once (in parallel threads: libsndfile and soxr work
-outside the GIL) and writes one float32 array of all samples plus their offsets to
-``<cache_dir>/<key>.npy``; later epochs and later runs memory-map it and never decode
-again. The key hashes the sample rate and each file's path, size and modification time,
+outside the GIL) and streams the waves into one float32 array of all samples
+(``<cache_dir>/<key>.npy``) plus their offsets (``<key>.json``); that run and all later
+ones memory-map it and never decode again. The key hashes the sample rate and each file's path, size and modification time,
 so a changed corpus or sample rate gets a new cache instead of stale audio.
 """
 
@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from ser_lightning.data.audio import AudioDecodeError, load_audio
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 1  # the file layout (one .npy + offsets JSON); bump when it changes
 
 
 @dataclass
@@ -78,8 +79,15 @@ def _decode_one(path: str, sample_rate: int, min_samples: int) -> tuple[np.ndarr
     return wave, None
 
 
+def _decode_in_order(paths: list[str], sample_rate: int, min_seconds: float, workers: int | None) -> Iterator[tuple[np.ndarray | None, str | None]]:
+    """``(wave or None, error or None)`` per path, in order, decoded by a thread pool."""
+    min_samples = int(round(min_seconds * sample_rate))
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        yield from pool.map(lambda p: _decode_one(p, sample_rate, min_samples), paths)
+
+
 def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, workers: int | None = None) -> DecodedAudio:
-    """Decode ``paths`` in parallel; unusable files are recorded, not raised.
+    """Decode ``paths`` in parallel into memory; unusable files are recorded, not raised.
 
     Args:
         paths: audio files.
@@ -87,17 +95,14 @@ def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, w
         min_seconds: files shorter than this (after decoding) count as unusable.
         workers: decoding threads (default: the number of CPUs).
     """
-    min_samples = int(round(min_seconds * sample_rate))
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda p: _decode_one(p, sample_rate, min_samples), paths))
+    results = list(_decode_in_order(paths, sample_rate, min_seconds, workers))
     lengths = np.array([0 if w is None else w.shape[0] for w, _ in results], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     samples = np.empty(int(offsets[-1]), dtype=np.float32)
     for i, (w, _) in enumerate(results):
         if w is not None:
             samples[offsets[i]:offsets[i + 1]] = w
-    errors = {p: err for p, (_, err) in zip(paths, results) if err is not None}
+    errors = {p: err for p, (_, err) in zip(paths, results, strict=True) if err is not None}
     return DecodedAudio(samples, offsets, errors, sample_rate)
 
 
@@ -128,14 +133,39 @@ def load_or_decode(
             meta["sample_rate"],
         )
     log.info("decoding %d files at %d Hz into cache %s", len(paths), sample_rate, data_file)
-    decoded = decode_files(paths, sample_rate, min_seconds)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = data_file.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, decoded.samples)
+    offsets, errors = _decode_to_npy(paths, sample_rate, min_seconds, tmp)
     meta_tmp = meta_file.with_suffix(f".tmp{os.getpid()}")
-    meta_tmp.write_text(
-        json.dumps({"offsets": decoded.offsets.tolist(), "errors": decoded.errors, "sample_rate": sample_rate, "paths": paths})
-    )
+    meta_tmp.write_text(json.dumps({"offsets": offsets.tolist(), "errors": errors, "sample_rate": sample_rate, "paths": paths}))
     os.replace(tmp, data_file)
     os.replace(meta_tmp, meta_file)
-    return decoded
+    # The run reads the file it just wrote through a memory map: the decoded corpus is
+    # never held in this process's memory as a whole (docs/PERFORMANCE.md, memory).
+    return DecodedAudio(np.load(data_file, mmap_mode="r"), offsets, errors, sample_rate)
+
+
+def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, target: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Decode ``paths`` straight into the ``.npy`` file ``target`` (1-D float32), each
+    wave written as soon as it is decoded; returns ``(offsets, errors)``.
+
+    The NPY header (format 1.0, NEP 1) is 128 bytes for any 1-D float32 length below
+    10**15, so a placeholder header is written first and the real one over it at the end.
+    """
+    header = {"descr": np.dtype(np.float32).str, "fortran_order": False}
+    lengths, errors = [], {}
+    with open(target, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": (0,)})
+        data_start = fh.tell()
+        for path, (wave, err) in zip(paths, _decode_in_order(paths, sample_rate, min_seconds, None), strict=True):
+            if err is not None:
+                errors[path] = err
+            lengths.append(0 if wave is None else wave.shape[0])
+            if wave is not None:
+                fh.write(wave.astype("<f4", copy=False).tobytes())
+        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+        fh.seek(0)
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": (int(offsets[-1]),)})
+        if fh.tell() != data_start:
+            raise RuntimeError(f"{target}: NPY header changed size ({data_start} -> {fh.tell()} bytes)")
+    return offsets, errors

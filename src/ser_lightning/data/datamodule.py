@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
-from ser_lightning.data.dataset import ClipDataset
-from ser_lightning.data.splits import Split, make_split
+from ser_lightning.data.dataset import ClipDataset, collate_clips
+from ser_lightning.data.splits import Split, make_split, stratified_subset
 from ser_lightning.features import FeatureConfig, FeatureExtractor
 from ser_lightning.labels import sort_labels
 
@@ -45,7 +46,15 @@ class SERDataModule(L.LightningDataModule):
         seed: split seed.
         sample_rate: internal rate in Hz.
         clip_seconds: length of the training/evaluation clips in seconds.
-        batch_size, num_workers, pin_memory: DataLoader settings.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes, or ``"auto"``: 0 when training on
+            the CPU (a batch is a few slices of the memory-mapped cache, about 1 ms;
+            worker processes would compete with the model for the same cores), else
+            ``min(4, CPUs - 1)`` so a GPU is not left waiting (docs/PERFORMANCE.md).
+        pin_memory: page-locked host batches, or ``"auto"``: on when training on CUDA.
+        subset_fraction: train on a seeded, class-stratified share of the training
+            part (in ``(0, 1]``), taken after the split so validation and test are
+            unchanged; for scaling studies and quick runs.
         gender: keep only ``"female"`` or ``"male"`` speakers (``None``: all).
         min_seconds: files shorter than this are skipped.
         max_bad_fraction: stop with :class:`DataQualityError` when more than this
@@ -77,8 +86,9 @@ class SERDataModule(L.LightningDataModule):
         sample_rate: int = 16000,
         clip_seconds: float = 3.0,
         batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | str = "auto",
+        pin_memory: bool | str = "auto",
+        subset_fraction: float = 1.0,
         gender: str | None = None,
         min_seconds: float = 0.1,
         max_bad_fraction: float = 0.05,
@@ -101,6 +111,12 @@ class SERDataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
         if sampler not in (None, "none", "balanced"):
             raise ValueError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
+        if not 0.0 < subset_fraction <= 1.0:
+            raise ValueError(f"data.subset_fraction must be in (0, 1], got {subset_fraction}")
+        if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ValueError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
+        if pin_memory not in ("auto", True, False):
+            raise ValueError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
         self.corpus, self.root = corpus, root
         self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
                                test_speakers=test_speakers, train_speakers=train_speakers)
@@ -108,6 +124,7 @@ class SERDataModule(L.LightningDataModule):
         self.sampler = None if sampler == "none" else sampler
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.subset_fraction = subset_fraction
         self.gender, self.min_seconds, self.max_bad_fraction = gender, min_seconds, max_bad_fraction
         self.cache_dir, self.output_dir, self.extra_labels = cache_dir, output_dir, tuple(extra_labels)
         self.feature_config = FeatureConfig.from_dict({**(features or {}), "sample_rate": sample_rate})
@@ -159,6 +176,10 @@ class SERDataModule(L.LightningDataModule):
         index_of = {r.path: i for i, r in good}
         self.class_names = sort_labels({r.label for _, r in good})
         self.split = make_split([r for _, r in good], **self.split_args)
+        if self.subset_fraction < 1.0:
+            n_all = len(self.split.train)
+            self.split.train = stratified_subset(self.split.train, self.subset_fraction, self.split_args["seed"])
+            log.info("data.subset_fraction=%g: training on %d of %d training clips", self.subset_fraction, len(self.split.train), n_all)
         log.info("split %s", self.split.describe())
         target_of = {c: k for k, c in enumerate(self.class_names)}
         for part in ("train", "val", "test"):
@@ -198,16 +219,33 @@ class SERDataModule(L.LightningDataModule):
         counts = torch.bincount(targets, minlength=len(self.class_names)).clamp_min(1)
         return WeightedRandomSampler((1.0 / counts.double())[targets], num_samples=len(targets), replacement=True)
 
+    def _on_cuda(self) -> bool:
+        """Whether batches go to a CUDA device (the trainer's, else any visible GPU)."""
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
+
+    def loader_settings(self) -> tuple[int, bool]:
+        """``(num_workers, pin_memory)`` with ``"auto"`` resolved for this machine."""
+        on_cuda = self._on_cuda()
+        workers = self.num_workers
+        if workers == "auto":
+            workers = min(4, max((os.cpu_count() or 1) - 1, 0)) if on_cuda else 0
+        pin = on_cuda if self.pin_memory == "auto" else bool(self.pin_memory)
+        return workers, pin
+
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        workers, pin = self.loader_settings()
         sampler = self._balanced_sampler() if shuffle and self.sampler == "balanced" else None
         return DataLoader(
             self._datasets[part],
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
+            collate_fn=collate_clips,
             drop_last=shuffle and len(self._datasets[part]) > self.batch_size,
         )
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import DecodedAudio
 
 
@@ -16,6 +15,10 @@ class ClipDataset(Dataset):
     In training each item is a random crop (or, for a short file, a random placement
     inside the zero-padded clip); in evaluation it is the centred crop/pad, so
     validation and test batches are deterministic.
+
+    The DataLoader fetches whole batches through :meth:`__getitems__` (one random draw
+    and one output array per batch, no per-item tensors to stack); use
+    :func:`collate_clips` as its ``collate_fn``.
 
     Args:
         audio: decoded waveforms (all files of the corpus).
@@ -40,10 +43,41 @@ class ClipDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        wave = self.audio.wave(int(self.indices[i]))
-        offset = None
+        waves, targets = self.__getitems__([i])
+        return waves[0], targets[0]
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch: waves ``[len(items), clip_samples]`` float32, targets ``[len(items)]`` int64.
+
+        Offsets (the crop start in a longer file, the zeros before a shorter one) are
+        drawn for the whole batch at once from the torch RNG (seeded per worker);
+        evaluation clips are centred.
+        """
+        files = self.indices[items]
+        starts = self.audio.offsets[files]
+        lengths = self.audio.offsets[files + 1] - starts
+        room = np.abs(lengths - self.clip_samples)
         if self.train:
-            room = abs(wave.shape[0] - self.clip_samples)
-            offset = int(torch.randint(0, room + 1, ()).item())  # torch RNG: seeded per worker
-        clip = fit_length(wave, self.clip_samples, offset)
-        return torch.from_numpy(np.array(clip, dtype=np.float32)), self.targets[i]
+            draw = torch.rand(len(items), dtype=torch.float64).numpy()
+            offsets = np.minimum((draw * (room + 1)).astype(np.int64), room)
+        else:
+            offsets = room // 2
+        clip = self.clip_samples
+        waves = np.zeros((len(items), clip), dtype=np.float32)
+        samples = self.audio.samples
+        # One contiguous copy per clip (a gather through a [batch, clip] index would
+        # move several times more memory).
+        for row, (start, n, off) in enumerate(zip(starts.tolist(), lengths.tolist(), offsets.tolist(), strict=True)):
+            if n >= clip:
+                waves[row] = samples[start + off:start + off + clip]
+            else:
+                waves[row, off:off + n] = samples[start:start + n]
+        return torch.from_numpy(waves), self.targets[torch.as_tensor(items, dtype=torch.long)]
+
+
+def collate_clips(batch):
+    """``collate_fn`` for :class:`ClipDataset`: a batch from ``__getitems__`` is already
+    collated; a list of single items (a plain sampler) is stacked."""
+    if isinstance(batch, tuple):
+        return batch
+    return torch.utils.data.default_collate(batch)

@@ -287,3 +287,33 @@ def make_split(
     if protocol == "cross":
         return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed)
     raise ValueError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
+
+
+def stratified_subset(rows: list[Utterance], fraction: float, seed: int) -> list[Utterance]:
+    """A seeded, class-stratified share of ``rows`` (for scaling studies and quick runs).
+
+    Each class keeps ``round(fraction * count)`` of its rows (at least 1), drawn with
+    ``seed``; the kept rows stay in their original order. Applied to the training part
+    only, after the split, so validation and test are the same as with all the data.
+
+    Args:
+        rows: utterances (usually ``Split.train``).
+        fraction: share to keep, in ``(0, 1]``; 1 returns ``rows`` unchanged.
+        seed: random seed of the draw.
+
+    Raises:
+        ValueError: ``fraction`` outside ``(0, 1]``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"data.subset_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return list(rows)
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_label[r.label].append(i)
+    keep: set[int] = set()
+    for label in sorted(by_label):
+        idx = by_label[label]
+        keep.update(rng.sample(idx, max(1, round(fraction * len(idx)))))
+    return [r for i, r in enumerate(rows) if i in keep]
