@@ -5,7 +5,7 @@ from ser_lightning.models import build_backbone
 from ser_lightning.models.module import SERModule
 
 
-@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d", "resnet2d"])
 @pytest.mark.parametrize("n_features", [40, 64])
 def test_backbone_shapes(name, n_features):
     net = build_backbone(name, n_features, 7)
@@ -13,7 +13,7 @@ def test_backbone_shapes(name, n_features):
     assert net(torch.randn(2, n_features, 50)).shape == (2, 7)  # any length
 
 
-@pytest.mark.parametrize("name", ["cnn1d", "cnn2d"])
+@pytest.mark.parametrize("name", ["cnn1d", "cnn2d", "resnet2d"])
 def test_one_step_lowers_the_loss(name):
     torch.manual_seed(0)
     module = SERModule({"name": name, "dropout": 0.0}, ["sad", "happy", "angry"], {"kind": "mfcc"}, 2.0,
@@ -37,3 +37,13 @@ def test_module_rejects_bad_settings():
         SERModule({"name": "cnn2d"}, ["a", "b"], {"kind": "logmel"}, 2.0, optimizer={"name": "adam", "lr": -1})
     with pytest.raises(ValueError, match="scheduler"):
         SERModule({"name": "cnn2d"}, ["a", "b"], {"kind": "logmel"}, 2.0, scheduler={"name": "step"})
+
+
+def test_soft_targets_train_and_score_against_the_larger_part():
+    torch.manual_seed(0)
+    module = SERModule({"name": "cnn2d"}, ["sad", "happy", "angry"], {"kind": "mfcc"}, 2.0)
+    feats = torch.randn(4, 40, 60)
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4], [0.2, 0.0, 0.8], [1.0, 0.0, 0.0]])
+    loss = module._step((feats, soft), module.train_metrics, "train")
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert module.train_metrics["war"].tp.sum() + module.train_metrics["war"].fn.sum() == 4  # scored once per example

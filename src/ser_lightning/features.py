@@ -13,7 +13,9 @@ import torch
 import torchaudio
 from torch import nn
 
-FEATURE_KINDS = ("logmel", "mfcc")
+FEATURE_KINDS = ("logmel", "mfcc", "seed")
+#: Rows of the ``seed`` stack per frame besides the MFCCs and mel bands: ZCR, 12 chroma, RMS.
+SEED_EXTRA_ROWS = 1 + 12 + 1
 
 
 @dataclass
@@ -21,7 +23,10 @@ class FeatureConfig:
     """Settings of :class:`FeatureExtractor` (all stored in the checkpoint).
 
     Attributes:
-        kind: ``"logmel"`` (log-mel spectrogram in dB) or ``"mfcc"``.
+        kind: ``"logmel"`` (log-mel spectrogram in dB), ``"mfcc"``, or ``"seed"``: the
+            frame-level stack of earlier Conv1D SER projects, rows in this order:
+            zero-crossing rate (1), chroma from the STFT (12), MFCC (``n_mfcc``), RMS
+            energy (1), log-mel spectrogram (``n_mels``), all from one STFT.
         sample_rate: input rate in Hz.
         n_fft: FFT size in samples (400 = 25 ms at 16 kHz).
         win_length: window length in samples.
@@ -67,6 +72,8 @@ class FeatureConfig:
     @property
     def n_features(self) -> int:
         """Feature dimension per frame."""
+        if self.kind == "seed":
+            return SEED_EXTRA_ROWS + self.n_mfcc + self.n_mels
         return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
     def n_frames(self, n_samples: int) -> int:
@@ -94,6 +101,33 @@ def power_to_db(power: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return db
 
 
+def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12, tuning_hz: float = 440.0,
+                      f_min: float = 32.7, width_semitones: float = 1.0) -> torch.Tensor:
+    """Weights ``[n_chroma, n_fft // 2 + 1]`` mapping STFT bins to pitch classes (C = 0).
+
+    Each bin above ``f_min`` (Hz; default C1) contributes to the pitch classes with a
+    Gaussian weight of its circular distance in semitones (std ``width_semitones / 2``),
+    normalised to sum 1 per bin: a simpler form of ``librosa.filters.chroma`` (Ellis),
+    which also spreads each bin over neighbouring classes. Bins below ``f_min`` (and DC)
+    get no weight.
+    """
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    midi = 12 * torch.log2(freqs.clamp_min(1e-6) / tuning_hz) + 69  # A4 = MIDI 69
+    classes = torch.arange(n_chroma, dtype=torch.float64)[:, None] * (12 / n_chroma)
+    dist = torch.remainder(midi[None, :] - classes + 6, 12) - 6  # circular, in [-6, 6)
+    weights = torch.exp(-0.5 * (dist / (width_semitones / 2)) ** 2)
+    weights = weights / weights.sum(dim=0, keepdim=True)
+    weights[:, freqs < f_min] = 0.0
+    return weights.float()
+
+
+def frame_signal(waves: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
+    """``[batch, time]`` -> ``[batch, frames, n_fft]`` frames aligned with a centred STFT
+    (``n_fft // 2`` zeros padded at both ends; ``time // hop + 1`` frames)."""
+    padded = nn.functional.pad(waves, (n_fft // 2, n_fft // 2))
+    return padded.unfold(-1, n_fft, hop_length)
+
+
 class FeatureExtractor(nn.Module):
     """Waveforms ``[batch, time]`` -> features ``[batch, n_features, frames]``.
 
@@ -119,7 +153,9 @@ class FeatureExtractor(nn.Module):
             n_mels=c.n_mels,
             power=2.0,
         )
-        if c.kind == "mfcc":
+        if c.kind == "seed":
+            self.register_buffer("chroma_fb", chroma_filterbank(c.sample_rate, c.n_fft), persistent=False)
+        if c.kind in ("mfcc", "seed"):
             dct = torchaudio.functional.create_dct(c.n_mfcc, c.n_mels, norm="ortho")  # [n_mels, n_mfcc]
             self.register_buffer("dct", dct, persistent=False)
 
@@ -137,7 +173,10 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"FeatureExtractor expects [batch, time] waveforms, got shape {tuple(waves.shape)}")
         # The STFT stays in float32 under autocast: half precision loses the low bands.
         with torch.autocast(device_type=waves.device.type, enabled=False):
-            feats = power_to_db(self.mel(waves.float()), self.config.top_db)
+            if self.config.kind == "seed":
+                feats = self._seed(waves.float())
+            else:
+                feats = power_to_db(self.mel(waves.float()), self.config.top_db)
             if self.config.kind == "mfcc":
                 feats = torch.matmul(feats.transpose(-1, -2), self.dct).transpose(-1, -2)
             if self.config.normalize == "utterance":
@@ -145,3 +184,23 @@ class FeatureExtractor(nn.Module):
                 std = feats.std(dim=-1, keepdim=True)
                 feats = (feats - mean) / (std + 1e-5)
         return feats
+
+    def _seed(self, waves: torch.Tensor) -> torch.Tensor:
+        """The ``seed`` stack ``[batch, 14 + n_mfcc + n_mels, frames]`` from one STFT.
+
+        ZCR: fraction of sign changes per frame; chroma: :func:`chroma_filterbank` of the
+        power spectrum, divided by each frame's largest class (as ``librosa.feature.chroma_stft``,
+        ``norm=inf``); RMS: root mean square of each frame's samples (librosa's
+        ``feature.rms`` on the waveform); MFCC and log-mel as for ``mfcc`` and ``logmel``.
+        """
+        c = self.config
+        power = self.mel.spectrogram(waves)  # [B, n_fft // 2 + 1, frames], the one STFT
+        logmel = power_to_db(self.mel.mel_scale(power), c.top_db)
+        mfcc = torch.matmul(logmel.transpose(-1, -2), self.dct).transpose(-1, -2)
+        chroma = torch.matmul(self.chroma_fb, power)
+        chroma = chroma / chroma.amax(dim=1, keepdim=True).clamp_min(1e-10)
+        frames = frame_signal(waves, c.n_fft, c.hop_length)  # [B, frames, n_fft]
+        signs = torch.signbit(frames)
+        zcr = (signs[..., 1:] != signs[..., :-1]).float().mean(dim=-1)[:, None, :]
+        rms = frames.pow(2).mean(dim=-1).sqrt()[:, None, :]
+        return torch.cat([zcr, chroma, mfcc, rms, logmel], dim=1)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
@@ -159,6 +160,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def metrics_by_group(predictions: torch.Tensor, targets: torch.Tensor, groups: list[str], n_classes: int) -> dict[str, dict]:
+    """Test WAR and UAR per group (e.g. per corpus of a combined run).
+
+    UAR averages recall over the classes present in the group's targets (a corpus
+    without some class, e.g. CREMA-D without surprise, is not penalised for it).
+
+    Args:
+        predictions, targets: ``[n]`` class indices.
+        groups: ``n`` group names.
+
+    Returns:
+        ``{group: {"war": ..., "uar": ..., "n": ...}}`` (fractions in [0, 1]).
+    """
+    out = {}
+    for g in sorted(set(groups)):
+        idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+        p, t = predictions[idx], targets[idx]
+        recalls = [float((p[t == c] == c).float().mean()) for c in range(n_classes) if (t == c).any()]
+        out[g] = {"war": float((p == t).float().mean()), "uar": sum(recalls) / len(recalls), "n": len(idx)}
+    return out
+
+
 def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
     """Write ``metrics.json`` and ``confusion_matrix.png`` and print the result table."""
     output_dir = Path(cfg.paths.output_dir)
@@ -180,6 +203,13 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         "confusion_matrix": confusion.tolist() if confusion is not None else None,
         "per_class": per_class_metrics(confusion.numpy(), dm.class_names) if confusion is not None else None,
     }
+    predictions = getattr(model, "last_test_predictions", None)
+    corpora = [r.corpus for r in dm.split.test]
+    if len(set(corpora)) > 1 and (predictions is None or len(predictions) != len(corpora)):
+        log.warning("no per-corpus test metrics: %s test predictions for %d test files (limit_test_batches or several devices)",
+                    "no" if predictions is None else len(predictions), len(corpora))
+    elif len(set(corpora)) > 1:
+        report["test_by_corpus"] = metrics_by_group(predictions, dm.targets("test"), corpora, len(dm.class_names))
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     if confusion is not None:
         write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")

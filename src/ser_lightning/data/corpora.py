@@ -378,6 +378,68 @@ def read_manifest(manifest: str | Path, extra_labels: Iterable[str] = (), corpus
     return rows
 
 
+# --- several corpora at once ------------------------------------------------------
+#: Folder of each corpus below the data root (as in the README's data table).
+DEFAULT_CORPUS_FOLDERS = {
+    "tess": "tess",
+    "ravdess": "ravdess",
+    "savee": "savee",
+    "crema_d": "crema_d/AudioWAV",
+    "emodb": "emodb/wav",
+}
+CALM_POLICIES = ("drop", "neutral", "keep")
+
+
+def read_combined(
+    root: str | Path,
+    corpora: Iterable[str] = ("tess", "ravdess", "savee", "crema_d"),
+    roots: dict[str, str] | None = None,
+    calm: str = "drop",
+    drop_labels: Iterable[str] = (),
+) -> list[Utterance]:
+    """Read several corpora into one list on the shared emotion set (``data=combined``).
+
+    Mapping onto one emotion set (see :mod:`ser_lightning.labels`): every reader already
+    maps its codes to canonical names, so TESS "pleasant surprise", RAVDESS "surprised"
+    and SAVEE "surprise" are all ``surprise``. RAVDESS ``calm`` has no counterpart in the
+    other corpora; ``calm`` chooses what happens to it: ``"drop"`` (default: calm files
+    are left out), ``"neutral"`` (relabelled neutral, as low-arousal neutral speech) or
+    ``"keep"`` (an extra class only RAVDESS has). Labels in ``drop_labels`` are left out
+    too. Speaker ids keep their ``corpus:`` prefix, so speakers never collide.
+
+    Args:
+        root: the data root holding one folder per corpus.
+        corpora: reader names to combine.
+        roots: per-corpus folder overrides (absolute, or relative to ``root``);
+            default :data:`DEFAULT_CORPUS_FOLDERS`.
+        calm: ``drop`` | ``neutral`` | ``keep``.
+        drop_labels: further canonical labels to leave out.
+
+    Raises:
+        ValueError: unknown corpus or calm policy, fewer than one corpus.
+        CorpusNotFoundError, UnknownLabelError: from a corpus reader.
+    """
+    corpora = list(corpora)
+    if not corpora:
+        raise ValueError("data.reader_args.corpora is empty: name at least one corpus")
+    if calm not in CALM_POLICIES:
+        raise ValueError(f"data.reader_args.calm='{calm}' is not allowed; use one of {list(CALM_POLICIES)}")
+    unknown = [c for c in corpora if c not in DEFAULT_CORPUS_FOLDERS]
+    if unknown:
+        raise ValueError(f"data.reader_args.corpora: {unknown} cannot be combined; allowed: {sorted(DEFAULT_CORPUS_FOLDERS)}")
+    folders = {**DEFAULT_CORPUS_FOLDERS, **(roots or {})}
+    dropped = set(drop_labels) | ({"calm"} if calm == "drop" else set())
+    rows = []
+    for corpus in corpora:
+        for r in READERS[corpus](Path(root) / folders[corpus]):
+            if r.label in dropped:
+                continue
+            if r.label == "calm" and calm == "neutral":
+                r = Utterance(r.path, "neutral", r.speaker, r.corpus, r.gender, r.text)
+            rows.append(r)
+    return rows
+
+
 READERS: dict[str, Callable[..., list[Utterance]]] = {
     "tess": read_tess,
     "ravdess": read_ravdess,
@@ -385,6 +447,7 @@ READERS: dict[str, Callable[..., list[Utterance]]] = {
     "crema_d": read_crema_d,
     "emodb": read_emodb,
     "manifest": read_manifest,
+    "combined": read_combined,
 }
 
 

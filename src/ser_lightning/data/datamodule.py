@@ -16,9 +16,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from ser_lightning.augment import SPECTROGRAM_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
@@ -64,6 +64,13 @@ class SERDataModule(L.LightningDataModule):
         augment: augmentation settings (``conf/augment``).
         output_dir: run directory; split manifests and the skipped-file list go there.
         extra_labels: labels accepted beyond the canonical set (manifests).
+        test_speakers, train_speakers: speaker ids for ``split=cross`` (with or
+            without the ``corpus:`` prefix).
+        reader_args: extra keyword arguments of the corpus reader (``data=combined``:
+            ``corpora``, ``roots``, ``calm``).
+        sampler: ``None`` (shuffle) or ``"balanced"``: draw training examples with
+            ``WeightedRandomSampler`` (weight 1 / class count, with replacement), so each
+            class is seen equally often per epoch. An alternative to class-weighted loss.
     """
 
     def __init__(
@@ -90,6 +97,10 @@ class SERDataModule(L.LightningDataModule):
         augment: dict | None = None,
         output_dir: str | None = None,
         extra_labels: list[str] | tuple[str, ...] = (),
+        test_speakers: list[str] | None = None,
+        train_speakers: list[str] | None = None,
+        reader_args: dict | None = None,
+        sampler: str | None = None,
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -98,6 +109,8 @@ class SERDataModule(L.LightningDataModule):
             raise ValueError(f"data.clip_seconds must be > 0, got {clip_seconds}")
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
+        if sampler not in (None, "none", "balanced"):
+            raise ValueError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
         if not 0.0 < subset_fraction <= 1.0:
             raise ValueError(f"data.subset_fraction must be in (0, 1], got {subset_fraction}")
         if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
@@ -105,7 +118,10 @@ class SERDataModule(L.LightningDataModule):
         if pin_memory not in ("auto", True, False):
             raise ValueError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
         self.corpus, self.root = corpus, root
-        self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds)
+        self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
+                               test_speakers=test_speakers, train_speakers=train_speakers)
+        self.reader_args = dict(reader_args or {})
+        self.sampler = None if sampler == "none" else sampler
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.subset_fraction = subset_fraction
@@ -113,8 +129,9 @@ class SERDataModule(L.LightningDataModule):
         self.cache_dir, self.output_dir, self.extra_labels = cache_dir, output_dir, tuple(extra_labels)
         self.feature_config = FeatureConfig.from_dict({**(features or {}), "sample_rate": sample_rate})
         self.features = FeatureExtractor(self.feature_config)
-        self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS)
+        self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS, sample_rate=sample_rate)
         self.spec_augment = build_chain(augment, SPECTROGRAM_AUGMENTS)
+        self.target_augment = build_chain(augment, TARGET_AUGMENTS)  # mixup: soft targets
         self.class_names: list[str] = []
         self.split: Split | None = None
         self.skipped: dict[str, str] = {}
@@ -128,6 +145,7 @@ class SERDataModule(L.LightningDataModule):
     def read_rows(self) -> list[Utterance]:
         """The corpus manifest after the gender filter."""
         kwargs = {"extra_labels": self.extra_labels} if self.corpus == "manifest" else {}
+        kwargs.update(self.reader_args)
         rows = read_corpus(self.corpus, self.root, **kwargs)
         if self.gender:
             rows = [r for r in rows if r.gender == self.gender]
@@ -191,6 +209,16 @@ class SERDataModule(L.LightningDataModule):
         counts = Counter(self._datasets[part].targets.tolist())
         return [counts.get(k, 0) for k in range(len(self.class_names))]
 
+    def targets(self, part: str) -> torch.Tensor:
+        """``[n]`` class indices of a part of the split, in loader order (unshuffled)."""
+        return self._datasets[part].targets
+
+    def _balanced_sampler(self) -> WeightedRandomSampler:
+        """Draws training examples with probability proportional to 1 / class count."""
+        targets = self._datasets["train"].targets
+        counts = torch.bincount(targets, minlength=len(self.class_names)).clamp_min(1)
+        return WeightedRandomSampler((1.0 / counts.double())[targets], num_samples=len(targets), replacement=True)
+
     def _on_cuda(self) -> bool:
         """Whether batches go to a CUDA device (the trainer's, else any visible GPU)."""
         if self.trainer is not None:
@@ -208,10 +236,12 @@ class SERDataModule(L.LightningDataModule):
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         workers, pin = self.loader_settings()
+        sampler = self._balanced_sampler() if shuffle and self.sampler == "balanced" else None
         return DataLoader(
             self._datasets[part],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=pin,
             persistent_workers=workers > 0,
@@ -241,6 +271,12 @@ class SERDataModule(L.LightningDataModule):
         return feats
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``(waves [batch, time], targets [batch])`` -> ``(feats, targets)``; with mixup in
+        training, targets become soft ``[batch, n_classes]``."""
         waves, targets = batch
         training = self.trainer is not None and self.trainer.training
-        return self.transform_batch(waves, training), targets
+        feats = self.transform_batch(waves, training)
+        if training:
+            for mix in self.target_augment:
+                feats, targets = mix(feats, targets, len(self.class_names))
+        return feats, targets

@@ -9,7 +9,14 @@ Protocols (``data.split``):
   validates on group ``k+1`` (mod k), so val speakers are never test speakers.
 - ``loso``: leave-one-speaker-out; fold ``k`` tests on the k-th speaker (sorted ids)
   and validates on the next one.
+- ``cross``: cross-speaker: train on ``train_speakers`` (all others when not given),
+  test on ``test_speakers``; validation is a stratified random part of the training
+  speakers' utterances, so it works with 2 speakers (TESS: train OAF, test YAF).
 - ``auto``: ``speaker`` when the corpus has 3 or more speakers, else ``random``.
+
+With rows from several corpora (``data=combined``), ``speaker`` splits each corpus on
+its own and merges the parts, so every corpus has held-out test speakers (see
+:func:`per_corpus_speaker_split`).
 
 Every split is a pure function of the manifest and the seed, so it is reproducible;
 the run directory keeps the three manifests.
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 
 from ser_lightning.data.corpora import Utterance
 
-SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso")
+SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso", "cross")
 
 
 @dataclass
@@ -173,6 +180,82 @@ def loso_split(rows: list[Utterance], fold: int) -> Split:
     return _by_speakers(rows, {val}, {test}, f"loso-{test}")
 
 
+def _match_speakers(rows: list[Utterance], wanted: list[str] | tuple[str, ...], key: str) -> set[str]:
+    """Speaker ids of ``rows`` named in ``wanted`` (with or without the ``corpus:`` prefix).
+
+    Raises:
+        ValueError: a name matches no speaker (the known ids are listed).
+    """
+    known = speakers_of(rows)
+    out = set()
+    for name in wanted:
+        hits = [s for s in known if s == name or s.split(":", 1)[-1] == str(name)]
+        if not hits:
+            raise ValueError(f"data.{key}: speaker '{name}' is not in the data; known: {known}")
+        out.update(hits)
+    return out
+
+
+def cross_speaker_split(
+    rows: list[Utterance],
+    test_speakers: list[str] | tuple[str, ...],
+    train_speakers: list[str] | tuple[str, ...] | None,
+    val_fraction: float,
+    seed: int,
+) -> Split:
+    """Cross-speaker split: test on ``test_speakers``, train on ``train_speakers``.
+
+    Validation utterances are a stratified random ``val_fraction`` of the training
+    speakers' utterances (never from a test speaker), so model selection sees no test
+    speaker even when the corpus has only two speakers.
+
+    Raises:
+        ValueError: no test speakers given, an unknown speaker name, or overlapping
+            train and test speakers.
+    """
+    if not test_speakers:
+        raise ValueError("data.split=cross needs data.test_speakers (e.g. [YAF])")
+    test = _match_speakers(rows, test_speakers, "test_speakers")
+    train = _match_speakers(rows, train_speakers, "train_speakers") if train_speakers else set(speakers_of(rows)) - test
+    if not train or train & test:
+        raise ValueError(f"data.split=cross: train speakers {sorted(train)} and test speakers {sorted(test)} must be disjoint and non-empty")
+    pool = [r for r in rows if r.speaker in train]
+    # random_split's "test" part is the stratified hold-out; its 1-item "val" goes back to train.
+    part = random_split(pool, 0.0, val_fraction, seed)
+    name = "cross-" + "+".join(s.split(":", 1)[-1] for s in sorted(train)) + "-to-" + "+".join(s.split(":", 1)[-1] for s in sorted(test))
+    return Split(train=part.train + part.val, val=part.test, test=[r for r in rows if r.speaker in test], protocol=name)
+
+
+def per_corpus_speaker_split(rows: list[Utterance], val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """Speaker-independent split of each corpus on its own, merged (``data=combined``).
+
+    A corpus with 3 or more speakers gets :func:`speaker_split`; one with 2 speakers
+    (TESS; the CREMA-D sample) tests on one of them (chosen with ``seed``) and trains on
+    the other, contributing nothing to validation; a corpus with 1 speaker only trains.
+    So every test utterance comes from a speaker unseen in training.
+    """
+    by_corpus: dict[str, list[Utterance]] = defaultdict(list)
+    for r in rows:
+        by_corpus[r.corpus].append(r)
+    train, val, test = [], [], []
+    rng = random.Random(seed)
+    for corpus in sorted(by_corpus):
+        part_rows = by_corpus[corpus]
+        speakers = speakers_of(part_rows)
+        if len(speakers) >= 3:
+            part = speaker_split(part_rows, val_fraction, test_fraction, seed)
+            train += part.train
+            val += part.val
+            test += part.test
+        elif len(speakers) == 2:
+            held = rng.choice(speakers)
+            train += [r for r in part_rows if r.speaker != held]
+            test += [r for r in part_rows if r.speaker == held]
+        else:
+            train += part_rows
+    return Split(train=train, val=val, test=test, protocol="speaker-per-corpus")
+
+
 def make_split(
     rows: list[Utterance],
     protocol: str = "auto",
@@ -181,6 +264,8 @@ def make_split(
     seed: int = 0,
     fold: int = 0,
     num_folds: int = 5,
+    test_speakers: list[str] | tuple[str, ...] | None = None,
+    train_speakers: list[str] | tuple[str, ...] | None = None,
 ) -> Split:
     """Split ``rows`` by ``protocol`` (one of :data:`SPLIT_PROTOCOLS`).
 
@@ -191,12 +276,16 @@ def make_split(
         protocol = "speaker" if len(speakers_of(rows)) >= 3 else "random"
     if protocol == "random":
         return random_split(rows, val_fraction, test_fraction, seed)
+    if protocol == "speaker" and len({r.corpus for r in rows}) > 1:
+        return per_corpus_speaker_split(rows, val_fraction, test_fraction, seed)
     if protocol == "speaker":
         return speaker_split(rows, val_fraction, test_fraction, seed)
     if protocol == "kfold":
         return kfold_split(rows, fold, num_folds, seed)
     if protocol == "loso":
         return loso_split(rows, fold)
+    if protocol == "cross":
+        return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed)
     raise ValueError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
 
 

@@ -6,9 +6,10 @@ from torch import nn
 
 from ser_lightning.models.cnn1d import CNN1d
 from ser_lightning.models.cnn2d import CNN2d
+from ser_lightning.models.resnet2d import ResNet2d
 
 #: Backbone name (``model.backbone.name``) -> class taking ``(n_features, n_classes, **kwargs)``.
-BACKBONES: dict[str, type[nn.Module]] = {"cnn1d": CNN1d, "cnn2d": CNN2d}
+BACKBONES: dict[str, type[nn.Module]] = {"cnn1d": CNN1d, "cnn2d": CNN2d, "resnet2d": ResNet2d}
 
 
 def build_backbone(name: str, n_features: int, n_classes: int, **kwargs) -> nn.Module:

@@ -103,8 +103,10 @@ class SERModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
         feats, targets = batch
         logits = self(feats)
+        # Soft targets [batch, n_classes] (mixup) are scored against their larger part.
         loss = self.criterion(logits, targets)
-        metrics.update(logits.detach(), targets)
+        hard = targets.argmax(dim=1) if targets.dim() == 2 else targets
+        metrics.update(logits.detach(), hard)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=targets.shape[0], sync_dist=not on_step)
         return loss if stage != "test" else (loss, logits)
@@ -118,6 +120,7 @@ class SERModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         _, logits = self._step(batch, self.test_metrics, "test")
         self.test_confusion.update(logits.detach(), batch[1])
+        self._test_predictions.append(logits.detach().argmax(dim=1).cpu())
 
     def _log_epoch(self, metrics: MetricCollection) -> None:
         self.log_dict(metrics.compute(), prog_bar=True, sync_dist=True)
@@ -131,11 +134,15 @@ class SERModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
+        self._test_predictions: list[torch.Tensor] = []
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics)
         # Kept for the run's confusion-matrix plot (rows: true class, columns: predicted).
         self.last_test_confusion = self.test_confusion.compute().cpu()
+        # Predicted class per test example in test-loader order (single device), for
+        # per-corpus metrics of combined runs.
+        self.last_test_predictions = torch.cat(self._test_predictions) if self._test_predictions else None
 
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)

@@ -1,0 +1,46 @@
+"""Parameters and multiply-accumulates (MACs) per second of audio of every backbone.
+
+    python scripts/model_complexity.py            # prints a Markdown table
+
+MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) on one
+second of audio: 101 frames at the 10 ms hop of ``features=logmel`` / ``mfcc`` and 63
+frames at the 16 ms hop of ``features=seed``. The feature front-end is not counted.
+Convolutions scale linearly with the frame count, so MACs per second hold for any clip
+length up to the pooling layers (negligible).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ser_lightning.features import FeatureConfig
+from ser_lightning.models import BACKBONES, build_backbone
+
+FEATURE_SETS = {
+    "logmel": FeatureConfig(kind="logmel"),
+    "mfcc": FeatureConfig(kind="mfcc"),
+    "seed": FeatureConfig(kind="seed", n_fft=1024, win_length=1024, hop_length=256),
+}
+
+
+def complexity(name: str, features: FeatureConfig, n_classes: int = 7) -> tuple[int, float]:
+    """``(parameters, MACs per second of audio)`` of backbone ``name`` on ``features``."""
+    net = build_backbone(name, features.n_features, n_classes).eval()
+    frames = features.n_frames(features.sample_rate)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.randn(1, features.n_features, frames))
+    return sum(p.numel() for p in net.parameters()), counter.get_total_flops() / 2
+
+
+def main() -> None:
+    print("| model | features | parameters | MACs per second of audio |")
+    print("|---|---|---|---|")
+    for name in BACKBONES:
+        for kind, features in FEATURE_SETS.items():
+            params, macs = complexity(name, features)
+            print(f"| {name} | {kind} ({features.n_features} x {features.n_frames(features.sample_rate)}) | {params / 1e3:.1f} k | {macs / 1e6:.1f} M |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Train and evaluate the results protocols and write docs/RESULTS.md.
+
+Two sub-commands:
+
+    python scripts/results.py run <protocol> [--model cnn2d] [--features logmel] [--set k=v ...] [--jobs a,b]
+    python scripts/results.py table            # aggregate every finished run -> docs/RESULTS.md
+
+``run`` trains one ``train.py`` job per fold or seed of the protocol, one after another,
+each into ``outputs/results/<protocol>/<recipe tag>/<job>/`` (a finished job, one with a
+``metrics.json``, is skipped, so an interrupted protocol resumes). Model selection is the
+training pipeline's: the checkpoint with the best validation UAR; the test set is scored
+once with it. ``table`` reads those run directories only: every number in RESULTS.md comes
+from a ``metrics.json`` written by a run, with the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "outputs" / "results"
+RESULTS_MD = REPO / "docs" / "RESULTS.md"
+
+
+@dataclass
+class Protocol:
+    """One row group of the results table.
+
+    Attributes:
+        corpus: corpus and part as shown in the table.
+        held_out: which speakers are held out (the evaluation protocol, in words).
+        overrides: ``train.py`` overrides shared by every job.
+        jobs: job name -> its own overrides (one per fold or seed).
+        target: ``(metric, value)`` the issue asks for, or ``None`` (report only).
+    """
+
+    corpus: str
+    held_out: str
+    overrides: list[str]
+    jobs: dict[str, list[str]]
+    target: tuple[str, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "ravdess_kfold": Protocol(
+        corpus="RAVDESS speech, 8 classes",
+        held_out="speaker-independent 5-fold over actors: each fold tests on 4 actors, validates on 4 others, trains on 12",
+        overrides=["data=ravdess", "data.split=kfold", "data.num_folds=5"],
+        jobs={f"fold{k}": [f"data.fold={k}"] for k in range(5)},
+        target=("uar", 0.65),
+        notes=["The shared copy holds actors 01-20 (not 24)."],
+    ),
+    "tess_random": Protocol(
+        corpus="TESS, 7 classes",
+        held_out="none (stratified random split of utterances, 70/15/15; both speakers in every part)",
+        overrides=["data=tess", "data.split=random"],
+        jobs={f"seed{s}": [f"seed={s}"] for s in range(3)},
+        target=("war", 0.995),
+    ),
+    "tess_cross": Protocol(
+        corpus="TESS, 7 classes",
+        held_out="cross-speaker: train on one speaker (15% of its utterances for validation), test on the other",
+        overrides=["data=tess", "data.split=cross"],
+        jobs={
+            "OAF-to-YAF": ["data.train_speakers=[OAF]", "data.test_speakers=[YAF]"],
+            "YAF-to-OAF": ["data.train_speakers=[YAF]", "data.test_speakers=[OAF]"],
+        },
+    ),
+    "savee_loso": Protocol(
+        corpus="SAVEE, 7 classes",
+        held_out="leave-one-speaker-out: test on 1 speaker, train on the other 2 (15% of their utterances for validation)",
+        overrides=["data=savee", "data.split=cross"],
+        jobs={f"test-{s}": [f"data.test_speakers=[{s}]"] for s in ("DC", "JE", "JK")},
+        target=("uar", 0.55),
+        notes=["The shared copy holds speakers DC, JE, JK (not KL). With 3 speakers, a separate validation "
+               "speaker (data.split=loso) would leave 1 speaker to train on, so validation is a stratified "
+               "15% of the 2 training speakers' utterances (data.split=cross); the test speaker is never seen."],
+    ),
+    "combined": Protocol(
+        corpus="TESS + RAVDESS + SAVEE + CREMA-D (calm dropped)",
+        held_out="each corpus split by speaker on its own; 2-speaker corpora (TESS, the CREMA-D sample) test on one speaker",
+        overrides=["data=combined"],
+        jobs={f"seed{s}": [f"seed={s}"] for s in range(3)},
+        notes=["Test metrics per corpus are in the per-corpus table above; the overall figures are dominated by "
+               "TESS, which has the most test utterances."],
+    ),
+}
+
+
+def recipe_tag(model: str, features: str, extra: list[str]) -> str:
+    """Folder name of a recipe: model-features, plus a hash-free suffix for extra overrides."""
+    tag = f"{model}-{features}"
+    if extra:
+        tag += "-" + "-".join(e.replace("=", "").replace(".", "").replace("/", "")[:24] for e in extra)
+    return tag
+
+
+def hardware() -> dict:
+    """Where the runs ran: CPU model and core count, GPU name when one is used."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_at_start": round(os.getloadavg()[0], 1)}  # other jobs on the machine stretch wall time
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    proto = PROTOCOLS[args.protocol]
+    tag = args.tag or recipe_tag(args.model, args.features, args.set)
+    base = RESULTS_DIR / args.protocol / tag
+    base.mkdir(parents=True, exist_ok=True)
+    command = "python scripts/results.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    recipe = {"protocol": args.protocol, "model": args.model, "features": args.features, "set": args.set,
+              "command": command, "hardware": hardware()}
+    (base / "recipe.json").write_text(json.dumps(recipe, indent=2))
+    jobs = args.jobs.split(",") if args.jobs else list(proto.jobs)
+    failed = 0
+    for job in jobs:
+        if job not in proto.jobs:
+            raise SystemExit(f"unknown job '{job}' of {args.protocol}; allowed: {list(proto.jobs)}")
+        out = base / job
+        if args.no_start_after and time.strftime("%H:%M") >= args.no_start_after:
+            print(f"[results] {time.strftime('%H:%M:%S')} not starting {args.protocol}/{tag}/{job}: past --no-start-after {args.no_start_after}")
+            continue
+        if (out / "metrics.json").is_file():
+            print(f"[results] {args.protocol}/{tag}/{job}: done, skipped")
+            continue
+        overrides = [*proto.overrides, *proto.jobs[job], f"model={args.model}", f"features={args.features}",
+                     "logger=csv", "callbacks.progress_bar.refresh_rate=0", *args.set, f"hydra.run.dir={out.relative_to(REPO)}"]
+        cmd = [sys.executable, "train.py", *overrides]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "command.txt").write_text("python train.py " + " ".join(shlex.quote(o) for o in overrides) + "\n")
+        print(f"[results] {time.strftime('%H:%M:%S')} start {args.protocol}/{tag}/{job}", flush=True)
+        rc = subprocess.call(cmd, cwd=REPO)
+        print(f"[results] {time.strftime('%H:%M:%S')} end {args.protocol}/{tag}/{job} rc={rc}", flush=True)
+        failed += rc != 0
+    return 1 if failed else 0
+
+
+def _mean_std(values: list[float]) -> str:
+    """``mean ± std`` in % (sample standard deviation; a single run shows no std)."""
+    if not values:
+        return "—"
+    mean = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def collect() -> list[dict]:
+    """Every finished run: its protocol, recipe, job and metrics.json."""
+    runs = []
+    for metrics_file in sorted(RESULTS_DIR.glob("*/*/*/metrics.json")):
+        job_dir = metrics_file.parent
+        recipe_file = job_dir.parent / "recipe.json"
+        if job_dir.parent.parent.name not in PROTOCOLS or not recipe_file.is_file():
+            continue
+        runs.append({
+            "protocol": job_dir.parent.parent.name,
+            "tag": job_dir.parent.name,
+            "job": job_dir.name,
+            "recipe": json.loads(recipe_file.read_text()),
+            "metrics": json.loads(metrics_file.read_text()),
+            "command": (job_dir / "command.txt").read_text().strip().replace(f"{REPO}/", "") if (job_dir / "command.txt").is_file() else "",
+            "max_epochs": _max_epochs(job_dir),
+            "augment": _augmentations(job_dir),
+        })
+    return runs
+
+
+def _augmentations(job_dir: Path) -> str:
+    """The training augmentations a run used (those with ``p > 0`` in its config.yaml)."""
+    cfg = job_dir / "config.yaml"
+    if not cfg.is_file():
+        return "—"
+    from omegaconf import OmegaConf
+
+    augment = OmegaConf.to_container(OmegaConf.load(cfg).get("augment") or {})
+    names = [k for k, v in augment.items() if v and v.get("enabled", True) and v.get("p", 1.0) > 0]
+    return ", ".join(names) or "none"
+
+
+def _max_epochs(job_dir: Path) -> int | None:
+    cfg = job_dir / "config.yaml"
+    if not cfg.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(cfg).trainer.max_epochs
+
+
+def protocol_command(command: str) -> str:
+    """The command that runs every job of a protocol: a recorded ``run`` command without
+    the scheduling options ``--jobs`` and ``--no-start-after`` (which only pick when and
+    which jobs one invocation ran)."""
+    return re.sub(r" --(jobs|no-start-after) \S+", "", command)
+
+
+def _hw_text(hw: dict) -> str:
+    threads = f", {hw['torch_threads']} torch thread(s)" if hw.get("torch_threads") else ""
+    load = f", load average {hw['load_average_at_start']} at start" if hw.get("load_average_at_start") is not None else ""
+    return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores{threads}{load}), no GPU"
+
+
+def table(args: argparse.Namespace) -> int:
+    runs = collect()
+    lines = [
+        "# Results",
+        "",
+        "Written by `python scripts/results.py table` from the run directories under",
+        "`outputs/results/` (each made by `python scripts/results.py run <protocol> ...`). Every",
+        "number below comes from a run's `metrics.json`; nothing is typed in by hand.",
+        "",
+        "Model selection: the checkpoint with the best **validation** UAR (validation speakers or",
+        "utterances are never test speakers or utterances); the test set is scored once with it.",
+        "UAR = unweighted average recall (macro recall), WAR = weighted average recall (accuracy),",
+        "in %, mean ± sample standard deviation over the folds or seeds that were run.",
+        "Wall time is the sum over a row's runs, including time spent waiting for the CPU when",
+        "other jobs shared the machine (the load average when a protocol started is recorded).",
+        "",
+        "## Summary",
+        "",
+        "| corpus | protocol (held-out speakers) | model | features | augmentation (training only) | runs | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    target_lines = []
+    for name, proto in PROTOCOLS.items():
+        tags = sorted({r["tag"] for r in runs if r["protocol"] == name})
+        target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report"
+        if not tags:
+            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | 0 of {len(proto.jobs)} | not run | not run | {target_text} | — | — | — | — |")
+            target_lines.append(f"- {name}: {target_text}: **not run** in this table.")
+            continue
+        for tag in tags:
+            rs = [r for r in runs if r["protocol"] == name and r["tag"] == tag]
+            uar = [r["metrics"]["test/uar"] for r in rs]
+            war = [r["metrics"]["test/war"] for r in rs]
+            epochs = [r["metrics"].get("epochs", 0) for r in rs]  # trainer.current_epoch after fit = epochs run
+            max_epochs = {r["max_epochs"] for r in rs}
+            wall = sum(r["metrics"].get("wall_seconds", 0.0) for r in rs)
+            recipe = rs[0]["recipe"]
+            missing = [j for j in proto.jobs if j not in {r["job"] for r in rs}]
+            runs_text = f"{len(rs)} of {len(proto.jobs)}" + (f" (not run: {', '.join(missing)})" if missing else "")
+            lines.append(
+                f"| {proto.corpus} | {name}: {proto.held_out} | {recipe['model']} | {recipe['features']} | {rs[0]['augment']} | {runs_text} | "
+                f"{_mean_std(uar)} | {_mean_std(war)} | {target_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
+                f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{protocol_command(recipe['command'])}` |"
+            )
+            if proto.target:
+                metric, value = proto.target
+                got = statistics.fmean(uar if metric == "uar" else war)
+                verdict = "met" if got >= value and not missing else ("not met" if not missing else f"{'above' if got >= value else 'below'} target on the {len(rs)} run(s) made; incomplete")
+                target_lines.append(f"- {name} ({tag}): mean test {metric.upper()} {100 * got:.2f}% vs target {100 * value:.1f}%: **{verdict}**.")
+            else:
+                target_lines.append(f"- {name} ({tag}): report only; mean test UAR {100 * statistics.fmean(uar):.1f}%, WAR {100 * statistics.fmean(war):.1f}%.")
+    random_war = [r["metrics"]["test/war"] for r in runs if r["protocol"] == "tess_random"]
+    cross_war = [r["metrics"]["test/war"] for r in runs if r["protocol"] == "tess_cross"]
+    if random_war and cross_war:
+        target_lines.append(
+            f"- TESS, same data, two protocols: random split mean test WAR {100 * statistics.fmean(random_war):.1f}% "
+            f"vs cross-speaker {100 * statistics.fmean(cross_war):.1f}% (all recipes). The random split puts both "
+            "speakers in training and test, so it measures speaker-dependent accuracy.")
+    for r in runs:  # the same held-out TESS speaker, trained on TESS alone vs on all corpora
+        tess = r["metrics"].get("test_by_corpus", {}).get("tess")
+        held = re.search(r"test speakers .*?tess:(\w+)", r["metrics"].get("split", ""))
+        if r["protocol"] != "combined" or not tess or not held:
+            continue
+        other = {"YAF": "OAF", "OAF": "YAF"}.get(held.group(1))
+        alone = [x["metrics"]["test/war"] for x in runs if x["protocol"] == "tess_cross" and x["job"] == f"{other}-to-{held.group(1)}"]
+        if alone:
+            target_lines.append(
+                f"- TESS speaker {held.group(1)} held out: test WAR {100 * statistics.fmean(alone):.1f}% when trained on TESS {other} alone "
+                f"(tess_cross), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
+    lines += ["", "## Targets", "", *target_lines, "", "## Every run", "",
+              "| protocol | recipe | job | split (held-out speakers) | best val UAR % | test UAR % | test WAR % | epochs | wall time | command |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        m = r["metrics"]
+        val = f"{100 * m['best_val_uar']:.1f}" if m.get("best_val_uar") is not None else "—"
+        split = m.get("split", "").replace(" | ", "; ")  # a "|" would end the table cell
+        lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {split} | {val} | {100 * m['test/uar']:.1f} | "
+                     f"{100 * m['test/war']:.1f} | {m.get('epochs', 0)} | {m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
+    by_corpus = [r for r in runs if r["metrics"].get("test_by_corpus")]
+    if by_corpus:
+        lines += ["", "## Combined corpora, per corpus (held-out speakers of each corpus)", "",
+                  "| recipe | job | corpus | test utterances | test UAR % | test WAR % |", "|---|---|---|---|---|---|"]
+        for r in by_corpus:
+            for corpus, m in r["metrics"]["test_by_corpus"].items():
+                lines.append(f"| {r['tag']} | {r['job']} | {corpus} | {m['n']} | {100 * m['uar']:.1f} | {100 * m['war']:.1f} |")
+        for tag in sorted({r["tag"] for r in by_corpus}):
+            rs = [r for r in by_corpus if r["tag"] == tag]
+            for corpus in sorted({c for r in rs for c in r["metrics"]["test_by_corpus"]}):
+                u = [r["metrics"]["test_by_corpus"][corpus]["uar"] for r in rs if corpus in r["metrics"]["test_by_corpus"]]
+                w = [r["metrics"]["test_by_corpus"][corpus]["war"] for r in rs if corpus in r["metrics"]["test_by_corpus"]]
+                lines.append(f"| {tag} | mean of {len(u)} | {corpus} | | {_mean_std(u)} | {_mean_std(w)} |")
+    notes = [f"- {name}: {n}" for name, p in PROTOCOLS.items() for n in p.notes]
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_MD.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS_MD} ({len(runs)} runs)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="train and test every job of a protocol")
+    p_run.add_argument("protocol", choices=sorted(PROTOCOLS))
+    p_run.add_argument("--model", default="cnn2d")
+    p_run.add_argument("--features", default="logmel")
+    p_run.add_argument("--set", nargs="*", default=[], help="extra train.py overrides, e.g. trainer.max_epochs=20 augment=strong")
+    p_run.add_argument("--jobs", default="", help="comma-separated subset of the protocol's jobs (e.g. fold0,fold1)")
+    p_run.add_argument("--tag", default="", help="recipe folder name (default: model-features[-overrides])")
+    p_run.add_argument("--no-start-after", default="", help="HH:MM (local clock): start no further job after this time")
+    sub.add_parser("table", help="aggregate finished runs into docs/RESULTS.md")
+    args = parser.parse_args(argv)
+    return run(args) if args.command == "run" else table(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

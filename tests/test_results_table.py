@@ -1,0 +1,58 @@
+"""scripts/results.py table: numbers come from the runs' metrics.json, unrun protocols say so."""
+
+import argparse
+import importlib.util
+import json
+import sys
+
+from tests.conftest import REPO
+
+
+def load_results_script():
+    spec = importlib.util.spec_from_file_location("results_script", REPO / "scripts" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(base, job, uar, war, by_corpus=None):
+    out = base / job
+    out.mkdir(parents=True)
+    metrics = {"test/uar": uar, "test/war": war, "best_val_uar": 0.5, "epochs": 9, "wall_seconds": 60.0, "split": f"split of {job}"}
+    if by_corpus:
+        metrics["test_by_corpus"] = by_corpus
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "command.txt").write_text(f"python train.py job={job}\n")
+
+
+def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch):
+    results = load_results_script()
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
+    base = tmp_path / "results" / "savee_loso" / "cnn1d-mfcc"
+    base.mkdir(parents=True)
+    recipe = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
+              "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
+    (base / "recipe.json").write_text(json.dumps(recipe))
+    fake_run(base, "test-DC", 0.50, 0.55)
+    fake_run(base, "test-JE", 0.70, 0.75)
+    combined = tmp_path / "results" / "combined" / "cnn1d-mfcc"
+    combined.mkdir(parents=True)
+    (combined / "recipe.json").write_text(json.dumps({**recipe, "command": "python scripts/results.py run combined"}))
+    fake_run(combined, "seed0", 0.4, 0.5, {"tess": {"war": 0.9, "uar": 0.8, "n": 10}, "savee": {"war": 0.3, "uar": 0.2, "n": 5}})
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    savee = next(line for line in text.splitlines() if line.startswith("| SAVEE"))
+    assert "60.0 ± 14.1" in savee and "65.0 ± 14.1" in savee  # mean ± sample std of 50/70 and 55/75
+    assert "2 of 3 (not run: test-JK)" in savee and "Test CPU" in savee
+    assert "savee_loso (cnn1d-mfcc): mean test UAR 60.00% vs target 55.0%: **above target on the 2 run(s) made; incomplete**" in text
+    assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
+    assert "| cnn1d-mfcc | seed0 | tess | 10 | 80.0 | 90.0 |" in text
+    assert "`python train.py job=test-DC`" in text
+
+
+def test_protocol_command_drops_scheduling_options():
+    results = load_results_script()
+    cmd = "python scripts/results.py run ravdess_kfold --model cnn1d --jobs fold2,fold3 --no-start-after 02:35 --set trainer=cpu"
+    assert results.protocol_command(cmd) == "python scripts/results.py run ravdess_kfold --model cnn1d --set trainer=cpu"
