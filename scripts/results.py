@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser_lightning.aggregate import mean_std
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "outputs" / "results"
 RESULTS_MD = REPO / "docs" / "RESULTS.md"
@@ -161,12 +163,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _mean_std(values: list[float]) -> str:
     """``mean ± std`` in % (sample standard deviation; a single run shows no std)."""
-    if not values:
+    mean, std = mean_std(values)
+    if mean is None:
         return "—"
-    mean = 100 * statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def collect() -> list[dict]:

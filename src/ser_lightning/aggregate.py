@@ -86,7 +86,9 @@ def group_jobs(jobs: list[Job], collapse: tuple[str, ...] = DEFAULT_COLLAPSE) ->
     return list(groups.values())
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (``ddof=1``) of ``values``; ``None`` for the
+    mean of no values and for the std of fewer than two."""
     if not values:
         return None, None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -102,7 +104,7 @@ def summarize(groups: list[Group]) -> list[dict]:
         for name, key in SCORES:
             values = [100 * float(j.metrics[key]) for j in done if j.metrics.get(key) is not None
                       and not math.isnan(float(j.metrics[key]))]
-            row[f"{name} mean"], row[f"{name} std"] = _mean_std(values)
+            row[f"{name} mean"], row[f"{name} std"] = mean_std(values)
         rows.append(row)
     return rows
 
