@@ -55,9 +55,9 @@ class TransformTimer:
         self.inner, self.device = dm.transform_batch, device
         dm.transform_batch = self
 
-    def __call__(self, waves, training):
+    def __call__(self, waves, training, speakers=None):
         start = time.perf_counter()
-        out = self.inner(waves, training)
+        out = self.inner(waves, training, speakers)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         if training:

@@ -9,8 +9,15 @@ Two sub-commands:
 each into ``outputs/results/<protocol>/<recipe tag>/<job>/`` (a finished job, one with a
 ``metrics.json``, is skipped, so an interrupted protocol resumes). Model selection is the
 training pipeline's: the checkpoint with the best validation UAR; the test set is scored
-once with it. ``table`` reads those run directories only: every number in RESULTS.md comes
-from a ``metrics.json`` written by a run, with the command that produced it.
+once with it.
+
+Each finished job is also copied into a small run record,
+``docs/results/<protocol>/<recipe tag>/<job>.json`` (its recipe, command, configuration
+summary and ``metrics.json``), which is committed: run directories hold checkpoints and
+are git-ignored, so the records are what keeps the table reproducible after they are
+deleted. ``table`` first refreshes the records of every run directory present, then
+reads the records only: every number in RESULTS.md comes from a ``metrics.json`` written
+by a run, with the command that produced it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ser_lightning.aggregate import mean_std
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "outputs" / "results"
 RESULTS_MD = REPO / "docs" / "RESULTS.md"
+RECORDS_DIR = REPO / "docs" / "results"
 
 
 @dataclass
@@ -158,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         rc = subprocess.call(cmd, cwd=REPO)
         print(f"[results] {time.strftime('%H:%M:%S')} end {args.protocol}/{tag}/{job} rc={rc}", flush=True)
         failed += rc != 0
+    print(f"[results] {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
     return 1 if failed else 0
 
 
@@ -169,25 +178,61 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def collect() -> list[dict]:
-    """Every finished run: its protocol, recipe, job and metrics.json."""
-    runs = []
+def record_of(job_dir: Path) -> dict | None:
+    """The run record of a finished job directory (``None`` when it has no metrics or recipe)."""
+    metrics_file, recipe_file = job_dir / "metrics.json", job_dir.parent / "recipe.json"
+    if not metrics_file.is_file() or not recipe_file.is_file():
+        return None
+    command_file = job_dir / "command.txt"
+    return {
+        "protocol": job_dir.parent.parent.name,
+        "tag": job_dir.parent.name,
+        "job": job_dir.name,
+        "recipe": json.loads(recipe_file.read_text()),
+        "metrics": json.loads(metrics_file.read_text()),
+        "command": command_file.read_text().strip().replace(f"{REPO}/", "") if command_file.is_file() else "",
+        "max_epochs": _max_epochs(job_dir),
+        "augment": _augmentations(job_dir),
+        "normalize": _normalization(job_dir),
+    }
+
+
+def save_records() -> int:
+    """Write the run record of every finished run directory under ``outputs/results``
+    into ``docs/results`` (replacing an older record of the same job). Returns how many."""
+    n = 0
     for metrics_file in sorted(RESULTS_DIR.glob("*/*/*/metrics.json")):
         job_dir = metrics_file.parent
-        recipe_file = job_dir.parent / "recipe.json"
-        if job_dir.parent.parent.name not in PROTOCOLS or not recipe_file.is_file():
+        record = record_of(job_dir)
+        if record is None or record["protocol"] not in PROTOCOLS:
             continue
-        runs.append({
-            "protocol": job_dir.parent.parent.name,
-            "tag": job_dir.parent.name,
-            "job": job_dir.name,
-            "recipe": json.loads(recipe_file.read_text()),
-            "metrics": json.loads(metrics_file.read_text()),
-            "command": (job_dir / "command.txt").read_text().strip().replace(f"{REPO}/", "") if (job_dir / "command.txt").is_file() else "",
-            "max_epochs": _max_epochs(job_dir),
-            "augment": _augmentations(job_dir),
-        })
+        out = RECORDS_DIR / record["protocol"] / record["tag"] / f"{record['job']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        n += 1
+    return n
+
+
+def collect() -> list[dict]:
+    """Every recorded run (``docs/results``, refreshed from the run directories first)."""
+    save_records()
+    runs = []
+    for path in sorted(RECORDS_DIR.glob("*/*/*.json")):
+        record = json.loads(path.read_text())
+        if record.get("protocol") in PROTOCOLS:
+            record.setdefault("normalize", "utterance")
+            runs.append(record)
     return runs
+
+
+def _normalization(job_dir: Path) -> str:
+    """The feature normalisation a run used (``features.normalize`` in its config.yaml)."""
+    cfg = job_dir / "config.yaml"
+    if not cfg.is_file():
+        return "utterance"
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.load(cfg).features.get("normalize", "utterance"))
 
 
 def _augmentations(job_dir: Path) -> str:
@@ -229,9 +274,16 @@ def table(args: argparse.Namespace) -> int:
     lines = [
         "# Results",
         "",
-        "Written by `python scripts/results.py table` from the run directories under",
-        "`outputs/results/` (each made by `python scripts/results.py run <protocol> ...`). Every",
-        "number below comes from a run's `metrics.json`; nothing is typed in by hand.",
+        "Written by `python scripts/results.py table` from the run records in `docs/results/`",
+        "(one JSON file per job, copied from its run directory under `outputs/results/`, made by",
+        "`python scripts/results.py run <protocol> ...`). Every number below comes from a run's",
+        "`metrics.json`; nothing is typed in by hand.",
+        "",
+        "Normalisation: `utterance` = each utterance's features at zero mean and unit variance",
+        "over time; `speaker` = the same with each speaker's statistics over all of that",
+        "speaker's recordings (`features.normalize=speaker`). Speaker normalisation uses",
+        "unlabelled audio of the test speakers (their test recordings) for their statistics, so it",
+        "assumes the speaker is known at test time; their labels are never used.",
         "",
         "Model selection: the checkpoint with the best **validation** UAR (validation speakers or",
         "utterances are never test speakers or utterances); the test set is scored once with it.",
@@ -242,15 +294,15 @@ def table(args: argparse.Namespace) -> int:
         "",
         "## Summary",
         "",
-        "| corpus | protocol (held-out speakers) | model | features | augmentation (training only) | runs | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| corpus | protocol (held-out speakers) | model | features | normalisation | augmentation (training only) | runs | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     target_lines = []
     for name, proto in PROTOCOLS.items():
         tags = sorted({r["tag"] for r in runs if r["protocol"] == name})
         target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report"
         if not tags:
-            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | 0 of {len(proto.jobs)} | not run | not run | {target_text} | — | — | — | — |")
+            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | — | 0 of {len(proto.jobs)} | not run | not run | {target_text} | — | — | — | — |")
             target_lines.append(f"- {name}: {target_text}: **not run** in this table.")
             continue
         for tag in tags:
@@ -264,7 +316,7 @@ def table(args: argparse.Namespace) -> int:
             missing = [j for j in proto.jobs if j not in {r["job"] for r in rs}]
             runs_text = f"{len(rs)} of {len(proto.jobs)}" + (f" (not run: {', '.join(missing)})" if missing else "")
             lines.append(
-                f"| {proto.corpus} | {name}: {proto.held_out} | {recipe['model']} | {recipe['features']} | {rs[0]['augment']} | {runs_text} | "
+                f"| {proto.corpus} | {name}: {proto.held_out} | {recipe['model']} | {recipe['features']} | {rs[0]['normalize']} | {rs[0]['augment']} | {runs_text} | "
                 f"{_mean_std(uar)} | {_mean_std(war)} | {target_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
                 f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{protocol_command(recipe['command'])}` |"
             )

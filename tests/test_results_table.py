@@ -30,6 +30,7 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     results = load_results_script()
     monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(results, "RECORDS_DIR", tmp_path / "records")
     base = tmp_path / "results" / "savee_loso" / "cnn1d-mfcc"
     base.mkdir(parents=True)
     recipe = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
@@ -50,6 +51,14 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
     assert "| cnn1d-mfcc | seed0 | tess | 10 | 80.0 | 90.0 |" in text
     assert "`python train.py job=test-DC`" in text
+    # the committed records keep the table when the run directories are gone
+    assert (tmp_path / "records" / "savee_loso" / "cnn1d-mfcc" / "test-JE.json").is_file()
+    import shutil
+
+    shutil.rmtree(tmp_path / "results")
+    (tmp_path / "RESULTS.md").unlink()
+    results.table(argparse.Namespace())
+    assert (tmp_path / "RESULTS.md").read_text() == text
 
 
 def test_protocol_command_drops_scheduling_options():

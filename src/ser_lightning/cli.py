@@ -157,7 +157,8 @@ def run_predict(cfg: DictConfig) -> int:
                 raise ValueError(f"{key}={cfg[key]}: use a .csv or .json file name")
         predictor = Predictor.from_checkpoint(
             cfg.ckpt_path, device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
-            window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"))
+            window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
+            speaker_stats=cfg.get("speaker_stats", "input"))
         files = expand_inputs(cfg.input)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

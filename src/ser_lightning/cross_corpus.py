@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ser_lightning.class_report import per_class_metrics, war_uar
 from ser_lightning.data.corpora import Utterance, read_corpus
@@ -106,6 +107,9 @@ def evaluate_rows(predictor, rows: list[Utterance], mapping: LabelMapping, cache
                   min_seconds: float = 0.0, batch_size: int = 32) -> dict:
     """Score ``rows`` (already filtered to mapped labels) with ``predictor``.
 
+    A speaker-normalised model gets each speaker's statistics over all of that
+    speaker's rows, as in training (labels are not used).
+
     Returns:
         ``{"confusion": [n_classes, n_classes] counts over the model's classes (rows
         true), "predictions": [(path, true, predicted, probability)], "skipped":
@@ -120,9 +124,20 @@ def evaluate_rows(predictor, rows: list[Utterance], mapping: LabelMapping, cache
     predictions = []
     pending: list[tuple[Utterance, np.ndarray]] = []
 
+    speaker_stats = {}
+    if predictor.speaker_normalized:  # each speaker's own statistics, as in training
+        for speaker in sorted({r.speaker for r in rows}):
+            waves = [audio.wave(i) for i, r in enumerate(rows) if r.speaker == speaker and r.path not in audio.errors]
+            if waves:
+                speaker_stats[speaker] = predictor.statistics(waves)
+
     def flush():
         windows = np.concatenate([w for _, w in pending])
-        probs = predictor.probabilities(windows)
+        stats = None
+        if predictor.speaker_normalized:
+            per_window = [speaker_stats[row.speaker] for row, w in pending for _ in range(len(w))]
+            stats = (torch.stack([m for m, _ in per_window]), torch.stack([s for _, s in per_window]))
+        probs = predictor.probabilities(windows, stats)
         start = 0
         for row, w in pending:
             p = probs[start:start + len(w)].mean(axis=0)

@@ -232,7 +232,8 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
         ValueError: unknown format, or an output name with another format's suffix.
         CheckpointError: see :func:`ser_lightning.inference.load_checkpoint`.
         ExportError: the export failed or disagrees with PyTorch by more than ``atol``
-            (the file is then removed).
+            (the file is then removed), or the model is speaker-normalised (its
+            statistics cannot be part of a one-waveform graph).
     """
     from ser_lightning.inference import Predictor
 
@@ -243,6 +244,9 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     if path.suffix.lower() in other:
         raise ValueError(f"output={path} has the suffix of another format than format={format}")
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu")
+    if predictor.speaker_normalized:
+        raise ExportError(f"{ckpt_path} was trained with features.normalize=speaker: the exported graph classifies one "
+                          "waveform at a time and cannot take a speaker's statistics; use predict.py (speaker_stats=...)")
     module = WaveformClassifier(predictor.features, predictor.model).eval()
     metadata = {
         "class_names": predictor.class_names,

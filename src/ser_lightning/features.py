@@ -14,6 +14,7 @@ import torchaudio
 from torch import nn
 
 FEATURE_KINDS = ("logmel", "mfcc", "seed")
+NORMALIZATIONS = ("utterance", "speaker", "none")
 #: Rows of the ``seed`` stack per frame besides the MFCCs and mel bands: ZCR, 12 chroma, RMS.
 SEED_EXTRA_ROWS = 1 + 12 + 1
 
@@ -36,7 +37,10 @@ class FeatureConfig:
         f_min, f_max: mel filterbank range in Hz (``f_max=None``: Nyquist).
         top_db: dynamic range kept below each utterance's peak, in dB.
         normalize: ``"utterance"`` (zero mean, unit variance per feature over time,
-            per utterance) or ``"none"``.
+            per utterance), ``"speaker"`` (the same per speaker, over all of that
+            speaker's frames: :mod:`ser_lightning.speaker_norm`; this module then returns
+            un-normalised features and the caller applies the speaker's statistics) or
+            ``"none"``.
     """
 
     kind: str = "logmel"
@@ -62,8 +66,8 @@ class FeatureConfig:
         out = cls(**{k: v for k, v in dict(cfg).items() if k in names})
         if out.kind not in FEATURE_KINDS:
             raise ValueError(f"features.kind='{out.kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
-        if out.normalize not in ("utterance", "none"):
-            raise ValueError(f"features.normalize='{out.normalize}' is unknown; allowed: ['utterance', 'none']")
+        if out.normalize not in NORMALIZATIONS:
+            raise ValueError(f"features.normalize='{out.normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
         return out
 
     def to_dict(self) -> dict:
@@ -136,7 +140,8 @@ class FeatureExtractor(nn.Module):
     orthonormal DCT of the log-mel bands (as ``torchaudio.transforms.MFCC`` computes
     it), so both share one STFT.
     Per-utterance normalisation subtracts each feature's mean over time and divides by
-    its standard deviation (cepstral mean and variance normalisation).
+    its standard deviation (cepstral mean and variance normalisation). With
+    ``normalize="speaker"`` or ``"none"`` the output is not normalised here.
     """
 
     def __init__(self, config: FeatureConfig | dict):

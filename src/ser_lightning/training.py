@@ -59,6 +59,7 @@ def build_model(cfg: DictConfig, dm) -> L.LightningModule:
         class_names=dm.class_names,
         features=dm.feature_config.to_dict(),
         clip_seconds=dm.clip_seconds,
+        feature_stats=None if dm.training_stats is None else {"mean": dm.training_stats.mean.tolist(), "std": dm.training_stats.std.tolist()},
         _convert_="all",
     )
 

@@ -73,8 +73,9 @@ class WandbFigures(L.Callback):
         dm = trainer.datamodule
         dataset = dm.val_dataloader().dataset
         idx = pick_clips(dataset.targets, self.num_clips)
-        waves = torch.stack([dataset[i][0] for i in idx]).to(pl_module.device)
-        feats = dm.transform_batch(waves, training=False)
+        waves, _, *speakers = dataset.__getitems__(list(idx))
+        waves = waves.to(pl_module.device)
+        feats = dm.transform_batch(waves, training=False, speakers=speakers[0] if speakers else None)
         probs = torch.softmax(pl_module(feats).float(), dim=-1).cpu()
         names = pl_module.class_names
         rows = []

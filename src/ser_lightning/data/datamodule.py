@@ -1,8 +1,10 @@
 """The LightningDataModule: corpus -> split -> cached waveforms -> device-side features.
 
-CPU side (DataLoader): fixed-length waveform clips ``[batch, time]`` and labels ``[batch]``.
+CPU side (DataLoader): fixed-length waveform clips ``[batch, time]`` and labels ``[batch]``
+(and speaker indices ``[batch]`` with ``features.normalize=speaker``).
 Device side (``on_after_batch_transfer``): waveform augmentation (training only) ->
-feature front-end -> SpecAugment (training only) -> ``[batch, n_features, frames]``.
+feature front-end -> speaker normalisation (when configured) -> SpecAugment (training
+only) -> ``[batch, n_features, frames]``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ser_lightning.data.dataset import ClipDataset, collate_clips
 from ser_lightning.data.splits import Split, make_split, stratified_subset
 from ser_lightning.features import FeatureConfig, FeatureExtractor
 from ser_lightning.labels import sort_labels
+from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,10 @@ class SERDataModule(L.LightningDataModule):
         self.skipped: dict[str, str] = {}
         self._audio: DecodedAudio | None = None
         self._datasets: dict[str, ClipDataset] = {}
+        self.speaker_norm: SpeakerNormalizer | None = None
+        #: features.normalize=speaker: statistics pooled over the training speakers (the
+        #: fallback of prediction when a recording's own statistics are not wanted).
+        self.training_stats: FeatureStats | None = None
 
     @property
     def clip_samples(self) -> int:
@@ -182,14 +189,38 @@ class SERDataModule(L.LightningDataModule):
             log.info("data.subset_fraction=%g: training on %d of %d training clips", self.subset_fraction, len(self.split.train), n_all)
         log.info("split %s", self.split.describe())
         target_of = {c: k for k, c in enumerate(self.class_names)}
+        speaker_of = self._speaker_statistics(audio, [r for _, r in good], index_of) if self.feature_config.normalize == "speaker" else None
         for part in ("train", "val", "test"):
             part_rows = getattr(self.split, part)
             self._datasets[part] = ClipDataset(
                 audio, [index_of[r.path] for r in part_rows], [target_of[r.label] for r in part_rows],
                 self.clip_samples, train=(part == "train"),
+                speakers=None if speaker_of is None else [speaker_of[r.speaker] for r in part_rows],
             )
         self._audio = audio
         self.write_artifacts()
+
+    def _speaker_statistics(self, audio: DecodedAudio, rows: list[Utterance], index_of: dict[str, int]) -> dict[str, int]:
+        """Fill :attr:`speaker_norm` with every speaker's feature statistics over all of
+        their (unaugmented, uncropped) recordings, whatever part they are in; labels are
+        not used. Also pools the training speakers' frames into :attr:`training_stats`.
+
+        Returns:
+            speaker id -> row of :attr:`speaker_norm`.
+        """
+        extract = FeatureExtractor(self.feature_config).eval()
+        speakers = sorted({r.speaker for r in rows})
+        speaker_of = {s: k for k, s in enumerate(speakers)}
+        files: dict[str, list[int]] = {s: [] for s in speakers}
+        for r in rows:
+            files[r.speaker].append(index_of[r.path])
+        stats = [recording_stats(extract, (audio.wave(i) for i in files[s]), self.feature_config.n_features) for s in speakers]
+        self.speaker_norm = SpeakerNormalizer.from_stats(stats)
+        train_paths = {r.path for r in self.split.train}
+        self.training_stats = recording_stats(
+            extract, (audio.wave(index_of[r.path]) for r in rows if r.path in train_paths), self.feature_config.n_features)
+        log.info("features.normalize=speaker: statistics of %d speakers", len(speakers))
+        return speaker_of
 
     def write_artifacts(self) -> None:
         """Save the three split manifests and the skipped-file list in the run directory."""
@@ -258,24 +289,35 @@ class SERDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def transform_batch(self, waves: torch.Tensor, training: bool) -> torch.Tensor:
+    def transform_batch(self, waves: torch.Tensor, training: bool, speakers: torch.Tensor | None = None) -> torch.Tensor:
         """Waveforms ``[batch, time]`` -> features ``[batch, n_features, frames]`` on
-        the waves' device, with augmentation when ``training``."""
+        the waves' device, with augmentation when ``training``.
+
+        Args:
+            speakers: ``[batch]`` speaker indices; required with ``features.normalize=speaker``.
+
+        Raises:
+            ValueError: speaker normalisation without ``speakers`` (or before ``setup``).
+        """
         for module in (self.features, self.wave_augment, self.spec_augment):
             module.to(waves.device)  # no-op once the buffers are there
         if training:
             waves = self.wave_augment(waves)
         feats = self.features(waves)
+        if self.feature_config.normalize == "speaker":
+            if speakers is None or self.speaker_norm is None:
+                raise ValueError("features.normalize=speaker needs the batch's speaker indices (and setup() to have run)")
+            feats = self.speaker_norm.to(waves.device)(feats, speakers)
         if training:
             feats = self.spec_augment(feats)
         return feats
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """``(waves [batch, time], targets [batch])`` -> ``(feats, targets)``; with mixup in
-        training, targets become soft ``[batch, n_classes]``."""
-        waves, targets = batch
+        """``(waves [batch, time], targets [batch][, speakers [batch]])`` -> ``(feats, targets)``;
+        with mixup in training, targets become soft ``[batch, n_classes]``."""
+        waves, targets, *speakers = batch
         training = self.trainer is not None and self.trainer.training
-        feats = self.transform_batch(waves, training)
+        feats = self.transform_batch(waves, training, speakers[0] if speakers else None)
         if training:
             for mix in self.target_augment:
                 feats, targets = mix(feats, targets, len(self.class_names))

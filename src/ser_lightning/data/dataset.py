@@ -26,28 +26,33 @@ class ClipDataset(Dataset):
         targets: ``[len(indices)]`` class index of each.
         clip_samples: clip length in samples.
         train: random crops when ``True``.
+        speakers: ``[len(indices)]`` speaker index of each, or ``None``. When given,
+            every item and batch carries it as a third element (speaker normalisation).
 
-    Items: ``(wave [clip_samples] float32, target int64)``.
+    Items: ``(wave [clip_samples] float32, target int64)``, plus ``speaker int64`` when
+    ``speakers`` is given.
     """
 
-    def __init__(self, audio: DecodedAudio, indices: list[int], targets: list[int], clip_samples: int, train: bool):
-        if len(indices) != len(targets):
-            raise ValueError("indices and targets differ in length")
+    def __init__(self, audio: DecodedAudio, indices: list[int], targets: list[int], clip_samples: int, train: bool,
+                 speakers: list[int] | None = None):
+        if len(indices) != len(targets) or (speakers is not None and len(speakers) != len(indices)):
+            raise ValueError("indices, targets and speakers differ in length")
         self.audio = audio
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.speakers = None if speakers is None else torch.as_tensor(speakers, dtype=torch.long)
         self.clip_samples = clip_samples
         self.train = train
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        waves, targets = self.__getitems__([i])
-        return waves[0], targets[0]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(x[0] for x in self.__getitems__([i]))
 
-    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch: waves ``[len(items), clip_samples]`` float32, targets ``[len(items)]`` int64.
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, ...]:
+        """A batch: waves ``[len(items), clip_samples]`` float32, targets ``[len(items)]``
+        int64 (and speakers ``[len(items)]`` int64 when the dataset has them).
 
         Offsets (the crop start in a longer file, the zeros before a shorter one) are
         drawn for the whole batch at once from the torch RNG (seeded per worker);
@@ -72,7 +77,10 @@ class ClipDataset(Dataset):
                 waves[row] = samples[start + off:start + off + clip]
             else:
                 waves[row, off:off + n] = samples[start:start + n]
-        return torch.from_numpy(waves), self.targets[torch.as_tensor(items, dtype=torch.long)]
+        rows = torch.as_tensor(items, dtype=torch.long)
+        if self.speakers is None:
+            return torch.from_numpy(waves), self.targets[rows]
+        return torch.from_numpy(waves), self.targets[rows], self.speakers[rows]
 
 
 def collate_clips(batch):

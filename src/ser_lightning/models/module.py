@@ -51,6 +51,9 @@ class SERModule(L.LightningModule):
         scheduler: ``{"name": none|cosine|plateau|onecycle, ...}``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         class_weights: per-class loss weights (``None``: unweighted).
+        feature_stats: with ``features.normalize=speaker``, the feature mean and standard
+            deviation pooled over the training speakers, ``{"mean": [n_features],
+            "std": [n_features]}``; kept in the checkpoint for prediction.
 
     Raises:
         ValueError: an unknown optimizer or scheduler, a non-positive learning rate,
@@ -67,6 +70,7 @@ class SERModule(L.LightningModule):
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
         class_weights: list[float] | None = None,
+        feature_stats: dict | None = None,
     ):
         super().__init__()
         optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})

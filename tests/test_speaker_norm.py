@@ -1,0 +1,216 @@
+"""Speaker-level feature normalisation: statistics, the DataModule path, the checkpoint,
+prediction (speaker_stats=input/inputs/folder/training), evaluation and export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.export import ExportError, export_checkpoint
+from ser_lightning.features import FeatureExtractor
+from ser_lightning.inference import CheckpointError, Predictor
+from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
+from ser_lightning.training import train
+from tests.conftest import write_tone
+from tests.test_e2e import FAST, compose_train
+
+
+def test_feature_stats_match_torch_over_all_frames_in_any_chunking():
+    torch.manual_seed(0)
+    parts = [torch.randn(5, n) * 3 + 7 for n in (4, 11, 1)]
+    whole = torch.cat(parts, dim=1)
+    one, chunked = FeatureStats(5), FeatureStats(5)
+    one.update(whole)
+    for p in parts:
+        chunked.update(p[None])  # [1, F, T] is accepted too
+    for stats in (one, chunked):
+        assert stats.count == 16
+        torch.testing.assert_close(stats.mean, whole.mean(dim=1))
+        torch.testing.assert_close(stats.std, whole.std(dim=1, unbiased=False))
+    with pytest.raises(ValueError, match=r"\[5, frames\]"):
+        one.update(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="no frames"):
+        FeatureStats(5).mean
+
+
+def test_speaker_normalizer_uses_each_rows_own_speaker():
+    mean = torch.tensor([[1.0, 2.0], [10.0, 20.0]])
+    std = torch.tensor([[1.0, 2.0], [5.0, 10.0]])
+    norm = SpeakerNormalizer(mean, std)
+    feats = torch.tensor([[[1.0, 3.0], [2.0, 6.0]], [[10.0, 15.0], [20.0, 30.0]]])  # [2, F=2, T=2]
+    out = norm(feats, torch.tensor([0, 1]))
+    torch.testing.assert_close(out, torch.tensor([[[0.0, 2.0], [0.0, 2.0]], [[0.0, 1.0], [0.0, 1.0]]]))
+    # the same frames under the other speaker's statistics give another result
+    assert not torch.allclose(norm(feats, torch.tensor([1, 0])), out)
+    with pytest.raises(IndexError, match="out of range"):
+        norm(feats, torch.tensor([0, 2]))
+
+
+def _two_speaker_corpus(root):
+    """Speaker a: 6 tones at amplitude 0.3 and 6 at 0.03 (loud and quiet takes);
+    speaker b: the same 12 tones, all 10x louder than a's (another recording level)."""
+    root.mkdir(parents=True)
+    lines = ["path,label,speaker"]
+    for spk, scale in (("a", 1.0), ("b", 10.0)):
+        for i in range(12):
+            quiet = i >= 6
+            t = np.arange(8000) / 16000
+            wave = (0.03 if quiet else 0.3) * scale * 0.09 * np.sin(2 * np.pi * (150 + 30 * (i % 6)) * t)
+            sf.write(root / f"{spk}{i}.wav", wave.astype(np.float32), 16000, subtype="FLOAT")  # no 16-bit quantisation floor
+            lines.append(f"{spk}{i}.wav,{'sad' if quiet else 'angry'},{spk}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def _dm(manifest, tmp_path, normalize):
+    return SERDataModule(corpus="manifest", root=str(manifest), split="random", clip_seconds=0.5, batch_size=24,
+                         cache_dir=None, output_dir=str(tmp_path / "run"), features={"kind": "logmel", "normalize": normalize},
+                         augment={})
+
+
+def test_datamodule_speaker_normalisation_keeps_level_within_a_speaker_and_removes_it_between(tmp_path):
+    manifest = _two_speaker_corpus(tmp_path / "c")
+    dm = _dm(manifest, tmp_path, "speaker")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert len(batch) == 3 and batch[2].dtype == torch.long  # waves, targets, speakers
+    assert dm.speaker_norm.mean.shape == (2, 64) and dm.training_stats.count > 0
+    # every clip of the corpus (all three parts), through the evaluation path
+    feats, names = [], []
+    for part in ("train", "val", "test"):
+        dataset = dm._datasets[part]
+        waves, _, speakers = dataset.__getitems__(list(range(len(dataset))))
+        feats.append(dm.transform_batch(waves, training=False, speakers=speakers))
+        names += [row.path.rsplit("/", 1)[1] for row in getattr(dm.split, part)]
+    level = torch.cat(feats).mean(dim=(1, 2))
+    speaker_b = np.array([n.startswith("b") for n in names])
+    loud = np.array([int(n[1:].split(".")[0]) < 6 for n in names])
+    # within a speaker the loud takes stay louder than the quiet ones ...
+    for b in (False, True):
+        sel = speaker_b == b
+        assert level[torch.from_numpy(sel & loud)].mean() > level[torch.from_numpy(sel & ~loud)].mean() + 0.5
+    # ... while speaker b's 10x recording level is removed: same tones, same features
+    a_loud = level[torch.from_numpy(~speaker_b & loud)].mean()
+    b_loud = level[torch.from_numpy(speaker_b & loud)].mean()
+    assert abs(float(a_loud - b_loud)) < 0.05
+    with pytest.raises(ValueError, match="speaker indices"):
+        dm.transform_batch(waves, training=False)
+
+
+def test_utterance_normalisation_removes_the_level_the_speaker_mode_keeps(tmp_path):
+    manifest = _two_speaker_corpus(tmp_path / "c")
+    dm = _dm(manifest, tmp_path, "utterance")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert len(batch) == 2 and dm.speaker_norm is None
+    level = dm.transform_batch(batch[0], training=False).mean(dim=(1, 2))
+    assert level.abs().max() < 1e-4  # every utterance at zero mean: loud and quiet takes alike
+
+
+def _speaker_checkpoint(tmp_path, data_dir, cache_dir):
+    cfg = compose_train(["data=savee", "model=cnn1d", "features=mfcc", "features.normalize=speaker", "logger=none", *FAST],
+                        tmp_path, data_dir, cache_dir)
+    metrics = train(cfg)
+    return tmp_path / "checkpoints" / "best.ckpt", metrics
+
+
+@pytest.fixture(scope="module")
+def speaker_run(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("spk_run")
+    return _speaker_checkpoint(out, data_dir, tmp_path_factory.mktemp("cache"))
+
+
+def test_training_with_speaker_normalisation_stores_the_training_statistics(speaker_run):
+    ckpt, metrics = speaker_run
+    hp = torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert hp["features"]["normalize"] == "speaker"
+    assert len(hp["feature_stats"]["mean"]) == len(hp["feature_stats"]["std"]) == 40
+    assert all(s > 0 for s in hp["feature_stats"]["std"])
+    assert 0.0 <= metrics["test/uar"] <= 1.0
+
+
+def test_prediction_takes_the_statistics_that_speaker_stats_names(speaker_run, data_dir, tmp_path):
+    ckpt, _ = speaker_run
+    files = sorted((data_dir / "savee" / "ALL").glob("JK_*.flac"))[:6]
+    wave, sr = sf.read(files[0], dtype="float32")
+    quiet = tmp_path / "one" / "quiet.wav"
+    quiet.parent.mkdir()
+    sf.write(quiet, wave * 0.1, sr, subtype="FLOAT")  # no 16-bit quantisation floor
+    # input: the file's own statistics, so a file-wide gain changes nothing
+    own = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="input")
+    a, b = own.predict([files[0], quiet])
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+    # training: the pooled statistics, so the 20 dB quieter copy is classified differently
+    pooled = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="training")
+    a, b = pooled.predict([files[0], quiet])
+    assert a.probabilities != pytest.approx(b.probabilities, abs=1e-4)
+    # inputs: one speaker over all inputs, so the other inputs change this one's result
+    together = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="inputs")
+    alone, = together.predict([files[0]])
+    with_others = together.predict(files)[0]
+    assert alone.probabilities != pytest.approx(with_others.probabilities, abs=1e-4)
+    # folder: one speaker per folder; equal to "inputs" when the folder is the only one
+    by_folder = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="folder")
+    assert by_folder.predict(files)[0].probabilities == pytest.approx(with_others.probabilities, abs=1e-5)
+    mixed = by_folder.predict([*files, quiet])
+    assert mixed[0].probabilities == pytest.approx(with_others.probabilities, abs=1e-5)
+    assert mixed[-1].probabilities == pytest.approx(own.predict([quiet])[0].probabilities, abs=1e-5)
+    # a bad input in the group is reported and does not disturb the others
+    bad = tmp_path / "one" / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt")
+    res = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="inputs").predict([*files, bad])
+    assert res[-1].error and "cannot decode" in res[-1].error
+    assert res[0].probabilities == pytest.approx(with_others.probabilities, abs=1e-5)
+    with pytest.raises(ValueError, match="speaker_stats='nope'"):
+        Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="nope")
+
+
+def test_speaker_checkpoint_without_statistics_is_refused_and_export_says_why(speaker_run, tmp_path):
+    ckpt, _ = speaker_run
+    raw = torch.load(ckpt, weights_only=True)
+    del raw["hyper_parameters"]["feature_stats"]
+    broken = tmp_path / "no_stats.ckpt"
+    torch.save(raw, broken)
+    with pytest.raises(CheckpointError, match="feature_stats"):
+        Predictor.from_checkpoint(broken, device="cpu")
+    with pytest.raises(ExportError, match="normalize=speaker"):
+        export_checkpoint(ckpt, format="torchscript", output=tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_evaluation_normalises_each_speaker_with_its_own_statistics(speaker_run, data_dir, tmp_path):
+    from ser_lightning.cross_corpus import evaluate_checkpoint
+
+    ckpt, _ = speaker_run
+    report = evaluate_checkpoint(ckpt, {"corpus": "savee", "root": str(data_dir / "savee"), "split": "loso"}, part="all",
+                                 output_dir=tmp_path)
+    assert report["n_evaluated"] == 360 and 0.0 <= report["eval/uar"] <= 1.0
+    # the same predictions by hand: one Predictor call per speaker folder-equivalent
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert rows["corpus"] == "savee"
+    files = sorted((data_dir / "savee" / "ALL").glob("DC_*.flac"))
+    stats = predictor.statistics(sf.read(f, dtype="float32")[0] for f in files)
+    import csv
+
+    with (tmp_path / "predictions.csv").open() as fh:
+        predicted = {r["path"]: r for r in csv.DictReader(fh)}
+    wave = sf.read(files[0], dtype="float32")[0]
+    probs = predictor.probabilities(predictor.windows(wave), stats).mean(axis=0)
+    assert predictor.class_names[int(np.argmax(probs))] == predicted[str(files[0])]["predicted"]
+    assert float(probs.max()) == pytest.approx(float(predicted[str(files[0])]["probability"]), abs=1e-4)
+
+
+def test_recording_stats_of_a_long_file_in_pieces_are_close_to_one_pass(tmp_path):
+    path = write_tone(tmp_path / "t.wav", seconds=5.0, freq=300)
+    wave = sf.read(path, dtype="float32")[0]
+    extract = FeatureExtractor({"kind": "logmel", "normalize": "none"})
+    whole = recording_stats(extract, [wave], 64, chunk_samples=len(wave))
+    pieces = recording_stats(extract, [wave], 64, chunk_samples=16000)
+    assert pieces.count == whole.count + 4  # one extra frame per extra piece (centred frames)
+    torch.testing.assert_close(pieces.mean, whole.mean, atol=1.0, rtol=0.0)  # dB; 4 boundary frames of 505 differ
