@@ -33,6 +33,7 @@ def test_default_config_is_valid(data_dir):
     (["data=savee", "data.split=loso", "data.fold=3"], ["data.fold=3", "LOSO", "allowed 0..2", "3 speakers"]),
     (["data.split=leave_one_out"], ["data.split='leave_one_out'", "'kfold'", "'loso'"]),
     (["features.kind=wav2vec"], ["features.kind='wav2vec'", "'logmel'", "'mfcc'"]),
+    (["features.normalize=global"], ["features.normalize='global'", "'speaker'", "'utterance'"]),
     (["model.backbone.dropout=1.5"], ["model.backbone.dropout=1.5", "[0, 1)"]),
 ])
 def test_invalid_value_names_key_and_allowed_values(data_dir, overrides, expected):

@@ -87,7 +87,7 @@ def data_problems(cfg: DictConfig) -> list[str]:
 
 def model_problems(cfg: DictConfig) -> list[str]:
     """Problems of the ``model`` and ``features`` groups: names and learning rate."""
-    from ser_lightning.features import FEATURE_KINDS
+    from ser_lightning.features import FEATURE_KINDS, NORMALIZATIONS
     from ser_lightning.models import BACKBONES
     from ser_lightning.models.module import OPTIMIZERS, SCHEDULERS
 
@@ -109,6 +109,9 @@ def model_problems(cfg: DictConfig) -> list[str]:
     kind = _get(cfg, "features.kind")
     if kind not in FEATURE_KINDS:
         problems.append(f"features.kind='{kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
+    normalize = _get(cfg, "features.normalize", "utterance")
+    if normalize not in NORMALIZATIONS:
+        problems.append(f"features.normalize='{normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
     return problems
 
 
