@@ -221,3 +221,23 @@ def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir,
     assert (cfg.model.backbone.name, cfg.features.kind, cfg.features.normalize) == ("cnn1d", "mfcc", "speaker")
     assert cfg.augment.speed.p > 0 and cfg.augment.mixup.p > 0 and cfg.trainer.max_epochs == 40
     assert cfg.data.corpus == "savee"  # the data group stays the user's choice
+
+
+def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsys):
+    import csv
+
+    from ser_lightning.cli import run_predict
+    from tests.test_predict import compose_predict
+
+    ckpt, _ = speaker_run
+    pattern = f"{data_dir}/savee/ALL/DC_a0*.flac"
+    files = sorted((data_dir / "savee" / "ALL").glob("DC_a0*.flac"))
+    expected = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="inputs").predict(files)
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={pattern}", "speaker_stats=inputs",
+                                       f"output={tmp_path / 'p.csv'}")) == 0
+    with (tmp_path / "p.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows] == [p.label for p in expected]
+    assert [float(r["confidence"]) for r in rows] == pytest.approx([p.confidence for p in expected], abs=1e-5)
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={pattern}", "speaker_stats=speakerwise")) == 2
+    assert "speaker_stats='speakerwise'" in capsys.readouterr().err
