@@ -3,6 +3,7 @@ prediction (speaker_stats=input/inputs/folder/training), evaluation and export."
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_feature_stats_match_torch_over_all_frames_in_any_chunking():
     with pytest.raises(ValueError, match=r"\[5, frames\]"):
         one.update(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="no frames"):
-        FeatureStats(5).mean
+        _ = FeatureStats(5).mean
 
 
 def test_speaker_normalizer_uses_each_rows_own_speaker():
@@ -190,14 +191,12 @@ def test_evaluation_normalises_each_speaker_with_its_own_statistics(speaker_run,
     report = evaluate_checkpoint(ckpt, {"corpus": "savee", "root": str(data_dir / "savee"), "split": "loso"}, part="all",
                                  output_dir=tmp_path)
     assert report["n_evaluated"] == 360 and 0.0 <= report["eval/uar"] <= 1.0
-    # the same predictions by hand: one Predictor call per speaker folder-equivalent
+    # the first DC file by hand, normalised with the statistics of all DC files
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     rows = json.loads((tmp_path / "metrics.json").read_text())
     assert rows["corpus"] == "savee"
     files = sorted((data_dir / "savee" / "ALL").glob("DC_*.flac"))
     stats = predictor.statistics(sf.read(f, dtype="float32")[0] for f in files)
-    import csv
-
     with (tmp_path / "predictions.csv").open() as fh:
         predicted = {r["path"]: r for r in csv.DictReader(fh)}
     wave = sf.read(files[0], dtype="float32")[0]
@@ -224,8 +223,6 @@ def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir,
 
 
 def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsys):
-    import csv
-
     from ser_lightning.cli import run_predict
     from tests.test_predict import compose_predict
 
