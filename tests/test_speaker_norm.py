@@ -29,7 +29,12 @@ def test_feature_stats_match_torch_over_all_frames_in_any_chunking():
     one.update(whole)
     for p in parts:
         chunked.update(p[None])  # [1, F, T] is accepted too
-    for stats in (one, chunked):
+    singles = []
+    for p in parts:
+        singles.append(FeatureStats(5))
+        singles[-1].update(p)
+    pooled = FeatureStats.pooled(singles, 5)
+    for stats in (one, chunked, pooled):
         assert stats.count == 16
         torch.testing.assert_close(stats.mean, whole.mean(dim=1))
         torch.testing.assert_close(stats.std, whole.std(dim=1, unbiased=False))

@@ -54,6 +54,16 @@ class FeatureStats:
         self.sum += feats.sum(dim=1)
         self.sum_sq += feats.pow(2).sum(dim=1)
 
+    @classmethod
+    def pooled(cls, parts: list["FeatureStats"], n_features: int) -> "FeatureStats":
+        """The statistics of all frames of ``parts`` together (sums added)."""
+        out = cls(n_features)
+        for part in parts:
+            out.count += part.count
+            out.sum += part.sum
+            out.sum_sq += part.sum_sq
+        return out
+
     @property
     def mean(self) -> torch.Tensor:
         """``[n_features]`` float32 mean.

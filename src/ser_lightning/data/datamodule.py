@@ -208,17 +208,13 @@ class SERDataModule(L.LightningDataModule):
         Returns:
             speaker id -> row of :attr:`speaker_norm`.
         """
-        extract = FeatureExtractor(self.feature_config).eval()
+        extract, n = FeatureExtractor(self.feature_config).eval(), self.feature_config.n_features
+        per_file = {r.path: recording_stats(extract, [audio.wave(index_of[r.path])], n) for r in rows}  # one pass over the audio
         speakers = sorted({r.speaker for r in rows})
         speaker_of = {s: k for k, s in enumerate(speakers)}
-        files: dict[str, list[int]] = {s: [] for s in speakers}
-        for r in rows:
-            files[r.speaker].append(index_of[r.path])
-        stats = [recording_stats(extract, (audio.wave(i) for i in files[s]), self.feature_config.n_features) for s in speakers]
-        self.speaker_norm = SpeakerNormalizer.from_stats(stats)
-        train_paths = {r.path for r in self.split.train}
-        self.training_stats = recording_stats(
-            extract, (audio.wave(index_of[r.path]) for r in rows if r.path in train_paths), self.feature_config.n_features)
+        self.speaker_norm = SpeakerNormalizer.from_stats(
+            [FeatureStats.pooled([per_file[r.path] for r in rows if r.speaker == s], n) for s in speakers])
+        self.training_stats = FeatureStats.pooled([per_file[r.path] for r in self.split.train], n)
         log.info("features.normalize=speaker: statistics of %d speakers", len(speakers))
         return speaker_of
 
