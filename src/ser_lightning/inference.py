@@ -307,18 +307,22 @@ class Predictor:
         stats = recording_stats(self.features, waves, self.features.config.n_features, self.device)
         return stats.mean.to(self.device), stats.std.to(self.device)
 
-    def _input_blocks(self, item, sample_rate: int | None) -> Iterator[np.ndarray]:
-        """An input's samples, block by block, at :attr:`sample_rate` (for statistics).
+    def _input_blocks(self, item, sample_rate: int | None, source: str = "array", pending: _Pending | None = None) -> Iterator[np.ndarray]:
+        """An input's samples, block by block, at :attr:`sample_rate`; notes a truncated
+        file in ``pending`` when given.
 
         Raises:
             AudioDecodeError: the input cannot be used.
         """
         if isinstance(item, np.ndarray):
             if sample_rate is None:
-                raise AudioDecodeError("sample_rate is required for arrays")
-            yield to_mono_resampled(item, sample_rate, self.sample_rate, "array")
+                raise AudioDecodeError(f"{source}: sample_rate is required for arrays")
+            yield to_mono_resampled(item, sample_rate, self.sample_rate, source)
         else:
             with AudioStream(Path(item), self.sample_rate) as stream:
+                if pending is not None and stream.info.truncated:
+                    pending.truncated = (f"truncated file: the header declares {stream.info.declared_frames / stream.info.sample_rate:.2f} s, "
+                                         f"{stream.info.seconds:.2f} s are present and were predicted")
                 yield from stream.blocks()
 
     def _group_statistics(self, items: list, rates: list[int | None]) -> tuple[list[int], list[tuple[torch.Tensor, torch.Tensor] | None]]:
@@ -360,17 +364,8 @@ class Predictor:
             AudioDecodeError: the input cannot be used (the message says why).
         """
         slicer = WindowSlicer(self.clip_samples, self.hop_samples)
-        if isinstance(item, np.ndarray):
-            if sample_rate is None:
-                raise AudioDecodeError(f"{pending.source}: sample_rate is required for arrays")
-            yield from slicer.push(to_mono_resampled(item, sample_rate, self.sample_rate, pending.source))
-        else:
-            with AudioStream(item, self.sample_rate) as stream:
-                if stream.info.truncated:
-                    pending.truncated = (f"truncated file: the header declares {stream.info.declared_frames / stream.info.sample_rate:.2f} s, "
-                                         f"{stream.info.seconds:.2f} s are present and were predicted")
-                for block in stream.blocks():
-                    yield from slicer.push(block)
+        for block in self._input_blocks(item, sample_rate, pending.source, pending):
+            yield from slicer.push(block)
         pending.n_samples = slicer.total
         if slicer.total < self.min_samples:
             raise AudioDecodeError(
