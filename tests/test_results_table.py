@@ -16,10 +16,10 @@ def load_results_script():
     return module
 
 
-def fake_run(base, job, uar, war, by_corpus=None):
+def fake_run(base, job, uar, war, by_corpus=None, val_uar=0.5):
     out = base / job
     out.mkdir(parents=True)
-    metrics = {"test/uar": uar, "test/war": war, "best_val_uar": 0.5, "epochs": 9, "wall_seconds": 60.0, "split": f"split of {job}"}
+    metrics = {"test/uar": uar, "test/war": war, "best_val_uar": val_uar, "epochs": 9, "wall_seconds": 60.0, "split": f"split of {job}"}
     if by_corpus:
         metrics["test_by_corpus"] = by_corpus
     (out / "metrics.json").write_text(json.dumps(metrics))
@@ -59,6 +59,36 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     (tmp_path / "RESULTS.md").unlink()
     results.table(argparse.Namespace())
     assert (tmp_path / "RESULTS.md").read_text() == text
+
+
+def test_target_is_judged_on_the_recipe_validation_chose(tmp_path, monkeypatch):
+    results = load_results_script()
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(results, "RECORDS_DIR", tmp_path / "records")
+    recipe = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso",
+              "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
+    # "best-test" has the better test scores, "best-val" the better validation scores
+    for tag, val, test in [("best-test", 0.60, 0.70), ("best-val", 0.80, 0.50)]:
+        base = tmp_path / "results" / "savee_loso" / tag
+        base.mkdir(parents=True)
+        (base / "recipe.json").write_text(json.dumps(recipe))
+        for job in ["test-DC", "test-JE", "test-JK"]:
+            fake_run(base, job, test, test, val_uar=val)
+    # an incomplete recipe with the best validation score is not eligible
+    base = tmp_path / "results" / "savee_loso" / "incomplete"
+    base.mkdir(parents=True)
+    (base / "recipe.json").write_text(json.dumps(recipe))
+    fake_run(base, "test-DC", 0.9, 0.9, val_uar=0.99)
+    runs = results.collect()
+    assert results.select_by_validation(runs, "savee_loso") == "best-val"
+    assert results.select_by_validation(runs, "ravdess_kfold") is None
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "savee_loso (best-val): mean test UAR 50.00% vs target 55.0%: **not met**." in text
+    assert "savee_loso (best-test): mean test UAR 70.00% vs target 55.0%: **above target; not the recipe validation chose (best-val)" in text
+    best_val_row = next(line for line in text.splitlines() if line.startswith("| SAVEE") and "| 80.0 ± 0.0 (**chosen**) |" in line)
+    assert "| 50.0 ± 0.0 |" in best_val_row
 
 
 def test_protocol_command_drops_scheduling_options():
