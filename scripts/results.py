@@ -371,9 +371,10 @@ def table(args: argparse.Namespace) -> int:
         other = {"YAF": "OAF", "OAF": "YAF"}.get(held.group(1))
         alone = [x["metrics"]["test/war"] for x in runs if x["protocol"] == "tess_cross" and x["job"] == f"{other}-to-{held.group(1)}"]
         if alone:
+            recipes = "" if len(alone) == 1 else f", mean of {len(alone)} recipes"
             target_lines.append(
                 f"- TESS speaker {held.group(1)} held out: test WAR {100 * statistics.fmean(alone):.1f}% when trained on TESS {other} alone "
-                f"(tess_cross), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
+                f"(tess_cross{recipes}), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
     lines += ["", "## Targets", "", *target_lines, "", "## Every run", "",
               "| protocol | recipe | job | split (held-out speakers) | best val UAR % | test UAR % | test WAR % | epochs | wall time | command |",
               "|---|---|---|---|---|---|---|---|---|---|"]
