@@ -265,8 +265,9 @@ def protocol_command(command: str) -> str:
 
 def select_by_validation(runs: list[dict], protocol: str) -> str | None:
     """The recipe of ``protocol`` that validation data picks: among the recipes with every
-    job of the protocol finished, the one with the highest mean best validation UAR (ties:
-    the first tag by name). ``None`` when no recipe is complete.
+    job of the protocol finished, the one with the highest mean best validation UAR.
+    ``None`` when no recipe is complete, or when several share the highest score (a
+    validation set every recipe masters, such as TESS's same-speaker one, cannot choose).
 
     Judging a target on the recipe with the best *test* score would select the model on test
     data; the verdict uses this recipe instead, and the other recipes are shown for reference.
@@ -278,7 +279,9 @@ def select_by_validation(runs: list[dict], protocol: str) -> str | None:
         val = [r["metrics"].get("best_val_uar") for r in rs]
         if {r["job"] for r in rs} >= jobs and None not in val:
             scores[tag] = statistics.fmean(val)
-    return max(sorted(scores), key=scores.get) if scores else None  # max keeps the first of equals
+    best = max(scores.values(), default=None)
+    winners = [tag for tag, score in scores.items() if score == best]
+    return winners[0] if len(winners) == 1 else None
 
 
 def _hw_text(hw: dict) -> str:
@@ -351,6 +354,8 @@ def table(args: argparse.Namespace) -> int:
                     verdict = f"{'above' if got >= value else 'below'} target on the {len(rs)} run(s) made; incomplete"
                 elif tag == chosen:
                     verdict = "met" if got >= value else "not met"
+                elif chosen is None:
+                    verdict = f"{'above' if got >= value else 'below'} target; validation UAR ties between recipes, so none is the verdict"
                 else:
                     verdict = f"{'above' if got >= value else 'below'} target; not the recipe validation chose ({chosen}), so not the verdict"
                 target_lines.append(f"- {name} ({tag}): mean test {metric.upper()} {100 * got:.2f}% vs target {100 * value:.1f}%: **{verdict}**.")

@@ -89,6 +89,18 @@ def test_target_is_judged_on_the_recipe_validation_chose(tmp_path, monkeypatch):
     assert "savee_loso (best-test): mean test UAR 70.00% vs target 55.0%: **above target; not the recipe validation chose (best-val)" in text
     best_val_row = next(line for line in text.splitlines() if line.startswith("| SAVEE") and "| 80.0 ± 0.0 (**chosen**) |" in line)
     assert "| 50.0 ± 0.0 |" in best_val_row
+    # a recipe as good on validation as "best-val" leaves validation unable to choose
+    base = tmp_path / "results" / "savee_loso" / "tie"
+    base.mkdir(parents=True)
+    (base / "recipe.json").write_text(json.dumps(recipe))
+    for job in ["test-DC", "test-JE", "test-JK"]:
+        fake_run(base, job, 0.6, 0.6, val_uar=0.80)
+    assert results.select_by_validation(results.collect(), "savee_loso") is None
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "savee_loso (best-val): mean test UAR 50.00% vs target 55.0%: **below target; validation UAR ties between recipes" in text
+    savee_rows = [line for line in text.splitlines() if line.startswith("| SAVEE")]
+    assert len(savee_rows) == 4 and not any("(**chosen**)" in line for line in savee_rows)
 
 
 def test_protocol_command_drops_scheduling_options():
