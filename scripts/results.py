@@ -318,15 +318,15 @@ def table(args: argparse.Namespace) -> int:
         "",
         "## Summary",
         "",
-        "| corpus | protocol (held-out speakers) | model | features | normalisation | augmentation (training only) | runs | val UAR % | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| corpus | protocol (held-out speakers) | recipe | model | features | normalisation | augmentation (training only) | runs | val UAR % | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     target_lines = []
     for name, proto in PROTOCOLS.items():
         tags = sorted({r["tag"] for r in runs if r["protocol"] == name})
         target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report"
         if not tags:
-            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | — | 0 of {len(proto.jobs)} | — | not run | not run | {target_text} | — | — | — | — |")
+            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | — | — | 0 of {len(proto.jobs)} | — | not run | not run | {target_text} | — | — | — | — |")
             target_lines.append(f"- {name}: {target_text}: **not run** in this table.")
             continue
         chosen = select_by_validation(runs, name)
@@ -343,7 +343,7 @@ def table(args: argparse.Namespace) -> int:
             runs_text = f"{len(rs)} of {len(proto.jobs)}" + (f" (not run: {', '.join(missing)})" if missing else "")
             mark = " (**chosen**)" if tag == chosen and len(tags) > 1 else ""
             lines.append(
-                f"| {proto.corpus} | {name}: {proto.held_out} | {recipe['model']} | {recipe['features']} | {rs[0]['normalize']} | {rs[0]['augment']} | {runs_text} | "
+                f"| {proto.corpus} | {name}: {proto.held_out} | {tag} | {recipe['model']} | {recipe['features']} | {rs[0]['normalize']} | {rs[0]['augment']} | {runs_text} | "
                 f"{_mean_std(val)}{mark} | {_mean_std(uar)} | {_mean_std(war)} | {target_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
                 f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{protocol_command(recipe['command'])}` |"
             )

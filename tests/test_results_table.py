@@ -46,6 +46,7 @@ def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch)
     text = (tmp_path / "RESULTS.md").read_text()
     savee = next(line for line in text.splitlines() if line.startswith("| SAVEE"))
     assert "60.0 ± 14.1" in savee and "65.0 ± 14.1" in savee  # mean ± sample std of 50/70 and 55/75
+    assert "| cnn1d-mfcc | cnn1d | mfcc |" in savee  # the recipe tag tells rows of one model apart
     assert "2 of 3 (not run: test-JK)" in savee and "Test CPU" in savee
     assert "savee_loso (cnn1d-mfcc): mean test UAR 60.00% vs target 55.0%: **above target on the 2 run(s) made; incomplete**" in text
     assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
