@@ -24,22 +24,37 @@ FEATURE_SETS = {
 }
 
 
-def complexity(name: str, features: FeatureConfig, n_classes: int = 7) -> tuple[int, float]:
-    """``(parameters, MACs per second of audio)`` of backbone ``name`` on ``features``."""
-    net = build_backbone(name, features.n_features, n_classes).eval()
+#: Backbones of recipes that change a model's defaults: (label, model, backbone arguments, feature set).
+RECIPES = [
+    ("cnn1d, channels 96-192-384 (`experiment=speaker_independent`)", "cnn1d", {"channels": [96, 192, 384]}, "mfcc"),
+]
+
+
+def complexity(name: str, features: FeatureConfig, n_classes: int = 7, **backbone) -> tuple[int, float]:
+    """``(parameters, MACs per second of audio)`` of backbone ``name`` on ``features``
+    (``backbone``: arguments that replace the model's defaults)."""
+    net = build_backbone(name, features.n_features, n_classes, **backbone).eval()
     frames = features.n_frames(features.sample_rate)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.randn(1, features.n_features, frames))
     return sum(p.numel() for p in net.parameters()), counter.get_total_flops() / 2
 
 
+def table_row(label: str, name: str, kind: str, **backbone) -> str:
+    """One Markdown row: ``label``, the feature set's shape, parameters and MACs."""
+    features = FEATURE_SETS[kind]
+    params, macs = complexity(name, features, **backbone)
+    return f"| {label} | {kind} ({features.n_features} x {features.n_frames(features.sample_rate)}) | {params / 1e3:.1f} k | {macs / 1e6:.1f} M |"
+
+
 def main() -> None:
     print("| model | features | parameters | MACs per second of audio |")
     print("|---|---|---|---|")
     for name in BACKBONES:
-        for kind, features in FEATURE_SETS.items():
-            params, macs = complexity(name, features)
-            print(f"| {name} | {kind} ({features.n_features} x {features.n_frames(features.sample_rate)}) | {params / 1e3:.1f} k | {macs / 1e6:.1f} M |")
+        for kind in FEATURE_SETS:
+            print(table_row(name, name, kind))
+    for label, name, backbone, kind in RECIPES:
+        print(table_row(label, name, kind, **backbone))
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def test_recording_stats_of_a_long_file_in_pieces_are_close_to_one_pass(tmp_path
 def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir, tmp_path):
     cfg = compose_train(["experiment=speaker_independent", "data=savee"], tmp_path, data_dir, tmp_path / "cache")
     assert (cfg.model.backbone.name, cfg.features.kind, cfg.features.normalize) == ("cnn1d", "mfcc", "speaker")
+    assert list(cfg.model.backbone.channels) == [96, 192, 384]
     assert cfg.augment.speed.p > 0 and cfg.augment.mixup.p > 0
     assert (cfg.trainer.max_epochs, cfg.callbacks.early_stopping.patience) == (120, 40)
     assert cfg.data.corpus == "savee"  # the data group stays the user's choice
