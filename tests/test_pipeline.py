@@ -228,3 +228,36 @@ def test_channels_last_callback_converts_cnn2d_and_keeps_its_outputs():
     L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, callbacks=[ChannelsLast()]).fit(cnn1d, train_dataloaders=loader)
     assert cnn1d.net.features[0].weight.is_contiguous()
+
+
+class _Recorder(_Tiny):
+    """Records the weights its validation and test steps saw."""
+
+    def validation_step(self, batch, batch_idx):
+        self.val_weight = self.net.weight.detach().clone()
+
+    def test_step(self, batch, batch_idx):
+        self.test_weight = self.net.weight.detach().clone()
+
+
+def test_ema_weights_are_validated_saved_and_tested(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ser_lightning.callbacks import EMAWeights
+
+    torch.manual_seed(0)
+    model = _Recorder(0.0, 0.0)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[EMAWeights(decay=0.5), ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    trainer.fit(model)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    averaged, raw = saved["state_dict"]["net.weight"], saved["current_model_state"]["net.weight"]
+    assert not torch.allclose(averaged, raw)
+    torch.testing.assert_close(model.val_weight, averaged)  # validation scored the average
+    model.net.weight.data.zero_()
+    trainer.test(model, dataloaders=model.val_dataloader(), ckpt_path=str(tmp_path / "last.ckpt"))
+    # Lightning's own EMAWeightAveraging would restore `raw` here (its averaged model outlives fit)
+    torch.testing.assert_close(model.test_weight, averaged)
+    with pytest.raises(ValueError, match="decay"):
+        EMAWeights(decay=1.0)

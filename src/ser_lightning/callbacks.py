@@ -7,6 +7,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class EpochTimer(L.Callback):
@@ -166,3 +168,43 @@ class MetricsHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
+
+
+class EMAWeights(EMAWeightAveraging):
+    """Exponential moving average (EMA) of the weights, used for validation, saved in
+    the checkpoints and therefore tested and deployed in place of the raw weights.
+
+    After each optimizer step, ``avg = decay * avg + (1 - decay) * weights`` (Polyak
+    averaging; Polyak & Juditsky, 1992), batch-norm statistics included. With ``decay``
+    0.995 the average spans about ``1 / (1 - decay)`` = 200 steps: 9 epochs of RAVDESS's
+    720 training clips in batches of 32. Averaging smooths the epoch-to-epoch noise
+    of a small training set, so the best-validation checkpoint is chosen among steadier
+    weights.
+
+    This is Lightning's :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` with one
+    fix. Its checkpoints hold the average in ``state_dict`` and the raw weights in
+    ``current_model_state``; when a checkpoint is loaded while its averaged model
+    exists, it restores the raw weights. That model still exists after ``fit``, so
+    ``trainer.test(ckpt_path="best")`` in the same run would score the raw weights of
+    the best epoch, not the averaged weights validation chose. Here only a resumed fit
+    restores the raw weights; any other load keeps the checkpoint's averaged
+    ``state_dict``.
+
+    Args:
+        decay: weight of the old average at each update, in ``[0, 1)``.
+
+    Raises:
+        ValueError: ``decay`` outside ``[0, 1)``.
+    """
+
+    def __init__(self, decay: float = 0.995):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        super().__init__(decay=decay)
+        self.decay = decay
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        # Otherwise (test, validate, predict) the model already holds the checkpoint's
+        # state_dict: the averaged weights.
