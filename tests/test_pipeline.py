@@ -12,10 +12,11 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ser_lightning.callbacks import ChannelsLast, DataWaitTimer, EpochTimer
+from ser_lightning.callbacks import ChannelsLast, DataWaitTimer, EMAWeights, EpochTimer
 from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import DecodedAudio
 from ser_lightning.data.corpora import read_corpus
@@ -241,10 +242,6 @@ class _Recorder(_Tiny):
 
 
 def test_ema_weights_are_validated_saved_and_tested(tmp_path):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from ser_lightning.callbacks import EMAWeights
-
     torch.manual_seed(0)
     model = _Recorder(0.0, 0.0)
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
@@ -261,3 +258,14 @@ def test_ema_weights_are_validated_saved_and_tested(tmp_path):
     torch.testing.assert_close(model.test_weight, averaged)
     with pytest.raises(ValueError, match="decay"):
         EMAWeights(decay=1.0)
+
+
+def test_callbacks_ema_config_adds_the_average_to_the_defaults(data_dir, tmp_path):
+    from ser_lightning.training import build_callbacks
+    from tests.test_e2e import compose_train
+
+    cfg = compose_train(["callbacks=ema", "callbacks.ema.decay=0.99"], tmp_path, data_dir, tmp_path / "cache")
+    callbacks = build_callbacks(cfg)
+    (ema,) = [c for c in callbacks if isinstance(c, EMAWeights)]
+    assert ema.decay == 0.99
+    assert any(isinstance(c, ModelCheckpoint) for c in callbacks)  # the defaults stay
