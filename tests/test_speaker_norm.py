@@ -225,7 +225,7 @@ def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir,
     assert (cfg.model.backbone.name, cfg.features.kind, cfg.features.normalize) == ("cnn1d", "mfcc", "speaker")
     assert list(cfg.model.backbone.channels) == [96, 192, 384]
     assert cfg.augment.speed.p > 0 and cfg.augment.mixup.p > 0
-    assert (cfg.trainer.max_epochs, cfg.callbacks.early_stopping.patience) == (120, 40)
+    assert (cfg.trainer.max_epochs, cfg.callbacks.early_stopping.patience) == (160, 50)
     assert cfg.data.corpus == "savee"  # the data group stays the user's choice
 
 
