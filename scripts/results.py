@@ -1,8 +1,9 @@
 """Train and evaluate the results protocols and write docs/RESULTS.md.
 
-Two sub-commands:
+Three sub-commands:
 
     python scripts/results.py run <protocol> [--model cnn2d] [--features logmel] [--set k=v ...] [--jobs a,b]
+    python scripts/results.py ensemble <protocol> --members <tag>,<tag>,... --tag <name>
     python scripts/results.py table            # aggregate every finished run -> docs/RESULTS.md
 
 ``run`` trains one ``train.py`` job per fold or seed of the protocol, one after another,
@@ -18,6 +19,12 @@ are git-ignored, so the records are what keeps the table reproducible after they
 deleted. ``table`` first refreshes the records of every run directory present, then
 reads the records only: every number in RESULTS.md comes from a ``metrics.json`` written
 by a run, with the command that produced it.
+
+``ensemble`` scores, job by job, the average of the class probabilities of finished
+recipes of a protocol (:mod:`ser_lightning.ensemble`; for example the same recipe trained
+with several seeds) and writes it as one more recipe, ``outputs/results/<protocol>/<tag>/``,
+with the validation and test scores a training run would write: validation chooses
+between it and the single models like between any two recipes.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,6 +176,61 @@ def run(args: argparse.Namespace) -> int:
         failed += rc != 0
     print(f"[results] {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
     return 1 if failed else 0
+
+
+def ensemble(args: argparse.Namespace) -> int:
+    """Score the ensemble of ``args.members`` (recipe tags) on every job they all finished."""
+    from ser_lightning.ensemble import ensemble_metrics, evaluate_ensemble
+
+    members = [m for m in args.members.split(",") if m]
+    if len(members) < 2:
+        raise SystemExit("--members needs at least 2 recipe tags, comma-separated")
+    if args.tag in members:
+        raise SystemExit(f"--tag {args.tag} is one of the members; give the ensemble its own name")
+    proto_dir = RESULTS_DIR / args.protocol
+    recipes = []
+    for tag in members:
+        recipe_file = proto_dir / tag / "recipe.json"
+        if not recipe_file.is_file():
+            raise SystemExit(f"no recipe {tag} in {proto_dir.relative_to(REPO)} (run it first with `results.py run`)")
+        recipes.append(json.loads(recipe_file.read_text()))
+    base = proto_dir / args.tag
+    base.mkdir(parents=True, exist_ok=True)
+    command = "python scripts/results.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    same = {(r["model"], r["features"]) for r in recipes}
+    model, features = next(iter(same)) if len(same) == 1 else ("+".join(r["model"] for r in recipes), "+".join(r["features"] for r in recipes))
+    (base / "recipe.json").write_text(json.dumps({
+        "protocol": args.protocol, "model": f"ensemble of {len(members)} {model}", "features": features, "members": members,
+        "command": command, "hardware": recipes[0]["hardware"]}, indent=2))
+    jobs = args.jobs.split(",") if args.jobs else list(PROTOCOLS[args.protocol].jobs)
+    done = 0
+    for job in jobs:
+        run_dirs = [proto_dir / tag / job for tag in members]
+        missing = [str(d.relative_to(REPO)) for d in run_dirs if not (d / "metrics.json").is_file()]
+        if missing:
+            print(f"[results] {args.protocol}/{args.tag}/{job}: not scored, unfinished member run(s): {', '.join(missing)}")
+            continue
+        start = time.perf_counter()
+        member_metrics = [json.loads((d / "metrics.json").read_text()) for d in run_dirs]
+        scores = evaluate_ensemble(run_dirs, device=args.device, data_root=args.data_root)
+        metrics = ensemble_metrics(scores, member_metrics[0]["class_names"])
+        metrics.update({
+            "members": [str(d.relative_to(REPO)) for d in run_dirs],
+            "split": member_metrics[0].get("split", ""),
+            "epochs": round(statistics.fmean(m.get("epochs", 0) for m in member_metrics)),
+            # the ensemble costs its members' training plus its own scoring
+            "wall_seconds": sum(m.get("wall_seconds", 0.0) for m in member_metrics) + time.perf_counter() - start,
+        })
+        out = base / job
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dirs[0] / "config.yaml", out / "config.yaml")  # the first member's recipe (augmentation, epochs)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "command.txt").write_text(f"{command} --jobs {job}\n")
+        print(f"[results] {args.protocol}/{args.tag}/{job}: val UAR {100 * metrics['val/uar']:.1f} % "
+              f"(members {', '.join(f'{100 * u:.1f}' for u in metrics['val/member_uar'])})", flush=True)
+        done += 1
+    print(f"[results] {done} of {len(jobs)} job(s) scored; {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
+    return 0 if done == len(jobs) else 1
 
 
 def _mean_std(values: list[float]) -> str:
@@ -311,6 +374,10 @@ def table(args: argparse.Namespace) -> int:
         "Recipe selection: where a protocol has several recipes, its target is judged on the one",
         "with the highest mean validation UAR (marked **chosen** below), not on the best test",
         "row, which would select on test data; the other rows are for reference.",
+        "Ensembles (`results.py ensemble`, recipe model \"ensemble of N ...\"): per job, the mean class",
+        "probabilities of the listed recipes' best-validation checkpoints; its validation UAR is that",
+        "of the averaged probabilities on the same validation speakers, and its wall time includes",
+        "its members' training.",
         "UAR = unweighted average recall (macro recall), WAR = weighted average recall (accuracy),",
         "in %, mean ± sample standard deviation over the folds or seeds that were run.",
         "Wall time is the sum over a row's runs, including time spent waiting for the CPU when",
@@ -422,9 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--jobs", default="", help="comma-separated subset of the protocol's jobs (e.g. fold0,fold1)")
     p_run.add_argument("--tag", default="", help="recipe folder name (default: model-features[-overrides])")
     p_run.add_argument("--no-start-after", default="", help="HH:MM (local clock): start no further job after this time")
+    p_ens = sub.add_parser("ensemble", help="average the probabilities of finished recipes, job by job, as a new recipe")
+    p_ens.add_argument("protocol", choices=sorted(PROTOCOLS))
+    p_ens.add_argument("--members", required=True, help="comma-separated recipe tags (folders of outputs/results/<protocol>)")
+    p_ens.add_argument("--tag", required=True, help="the ensemble's recipe folder name")
+    p_ens.add_argument("--jobs", default="", help="comma-separated subset of the protocol's jobs")
+    p_ens.add_argument("--device", default="cpu")
+    p_ens.add_argument("--data-root", default=None, help="corpus root, when the data moved since training (default: the recorded one)")
     sub.add_parser("table", help="aggregate finished runs into docs/RESULTS.md")
     args = parser.parse_args(argv)
-    return run(args) if args.command == "run" else table(args)
+    return {"run": run, "ensemble": ensemble, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

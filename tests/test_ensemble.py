@@ -1,0 +1,102 @@
+"""Ensembles of trained runs (ser_lightning.ensemble, ``results.py ensemble``): an ensemble
+of one run reproduces the run's own validation and test scores, a larger one averages its
+members' probabilities, and runs of different splits are refused."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from ser_lightning.ensemble import EnsembleError, ensemble_metrics, evaluate_ensemble
+from ser_lightning.training import train
+from tests.test_e2e import compose_train
+from tests.test_results_table import load_results_script
+
+# Speaker-normalised MFCC, so members are scored with their speakers' statistics, as in training.
+TINY = ["data=savee", "model=cnn1d", "features=mfcc", "features.normalize=speaker", "logger=csv", "trainer=cpu",
+        "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "data.batch_size=16",
+        "callbacks.progress_bar.refresh_rate=0", "data.seed=3"]
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory, data_dir):
+    """The same tiny recipe trained with model seeds 0 and 1 on one split (data.seed=3)."""
+    cache = tmp_path_factory.mktemp("cache")
+    runs = []
+    for seed in (0, 1):
+        out = tmp_path_factory.mktemp(f"seed{seed}")
+        train(compose_train([*TINY, f"seed={seed}"], out, data_dir, cache))
+        runs.append(out)
+    return runs
+
+
+def test_an_ensemble_of_one_run_reproduces_its_validation_and_test_scores(two_seeds):
+    run = two_seeds[0]
+    recorded = json.loads((run / "metrics.json").read_text())
+    metrics = ensemble_metrics(evaluate_ensemble([run]), recorded["class_names"])
+    assert metrics["best_val_uar"] == pytest.approx(recorded["best_val_uar"], abs=1e-6)
+    assert metrics["test/uar"] == pytest.approx(recorded["test/uar"], abs=1e-6)
+    assert metrics["test/war"] == pytest.approx(recorded["test/war"], abs=1e-6)
+    assert metrics["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_an_ensemble_averages_its_members_probabilities(two_seeds):
+    alone = [evaluate_ensemble([run]) for run in two_seeds]
+    both = evaluate_ensemble(two_seeds)
+    for part in ("val", "test"):
+        assert not np.allclose(alone[0][part].probabilities, alone[1][part].probabilities)  # the seeds differ
+        np.testing.assert_allclose(both[part].probabilities,
+                                   (alone[0][part].probabilities + alone[1][part].probabilities) / 2, atol=1e-6)
+        np.testing.assert_allclose(both[part].probabilities.sum(axis=1), 1.0, atol=1e-5)
+        assert both[part].member_uar == [alone[0][part].member_uar[0], alone[1][part].member_uar[0]]
+        assert both[part].paths == alone[0][part].paths and len(both[part].paths) > 0
+
+
+def test_runs_of_different_splits_or_without_a_checkpoint_are_refused(two_seeds, tmp_path):
+    other_split = tmp_path / "other_split"
+    shutil.copytree(two_seeds[1], other_split)
+    cfg = yaml.safe_load((other_split / "config.yaml").read_text())
+    cfg["data"]["seed"] = 4  # another speaker is held out
+    (other_split / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(EnsembleError, match="other utterances than the first member"):
+        evaluate_ensemble([two_seeds[0], other_split], parts=("test",))
+    no_ckpt = tmp_path / "no_ckpt"
+    shutil.copytree(two_seeds[1], no_ckpt)
+    (no_ckpt / "checkpoints" / "best.ckpt").unlink()
+    with pytest.raises(EnsembleError, match="does not exist"):
+        evaluate_ensemble([two_seeds[0], no_ckpt])
+    with pytest.raises(EnsembleError, match="unknown part"):
+        evaluate_ensemble([two_seeds[0]], parts=("train",))
+
+
+def test_results_ensemble_writes_a_recipe_that_validation_can_choose(two_seeds, tmp_path, monkeypatch):
+    results = load_results_script()
+    monkeypatch.setattr(results, "REPO", tmp_path)
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "outputs" / "results")
+    monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(results, "RECORDS_DIR", tmp_path / "records")
+    job = next(iter(results.PROTOCOLS["savee_loso"].jobs))
+    for k, run in enumerate(two_seeds):
+        base = tmp_path / "outputs" / "results" / "savee_loso" / f"seed{k}"
+        base.mkdir(parents=True)
+        (base / "recipe.json").write_text(json.dumps({"model": "cnn1d", "features": "mfcc", "hardware": {"cpu": "Test CPU"},
+                                                      "command": f"python scripts/results.py run savee_loso --tag seed{k}"}))
+        shutil.copytree(run, base / job)
+    args = argparse.Namespace(protocol="savee_loso", members="seed0,seed1", tag="seeds2", jobs=job, device="cpu", data_root=None)
+    assert results.ensemble(args) == 0
+    metrics = json.loads((tmp_path / "outputs" / "results" / "savee_loso" / "seeds2" / job / "metrics.json").read_text())
+    expected = ensemble_metrics(evaluate_ensemble(two_seeds), metrics["class_names"])
+    assert metrics["best_val_uar"] == pytest.approx(expected["val/uar"]) and metrics["test/uar"] == pytest.approx(expected["test/uar"])
+    assert len(metrics["val/member_uar"]) == 2
+    record = json.loads((tmp_path / "records" / "savee_loso" / "seeds2" / f"{job}.json").read_text())
+    assert record["recipe"]["model"] == "ensemble of 2 cnn1d" and record["recipe"]["members"] == ["seed0", "seed1"]
+    # a job whose members did not all finish is reported, not scored
+    args.jobs = ",".join(results.PROTOCOLS["savee_loso"].jobs)
+    assert results.ensemble(args) == 1
+    with pytest.raises(SystemExit, match="at least 2"):
+        results.ensemble(argparse.Namespace(**{**vars(args), "members": "seed0"}))
