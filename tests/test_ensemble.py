@@ -7,13 +7,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ser_lightning.ensemble import EnsembleError, ensemble_metrics, evaluate_ensemble
+from ser_lightning.inference import CheckpointError, Predictor
 from ser_lightning.training import train
+from tests.conftest import REPO
 from tests.test_e2e import compose_train
 from tests.test_results_table import load_results_script
 
@@ -100,3 +105,35 @@ def test_results_ensemble_writes_a_recipe_that_validation_can_choose(two_seeds, 
     assert results.ensemble(args) == 1
     with pytest.raises(SystemExit, match="at least 2"):
         results.ensemble(argparse.Namespace(**{**vars(args), "members": "seed0"}))
+
+
+def test_predictor_of_several_checkpoints_predicts_their_mean_probabilities(two_seeds, data_dir, tmp_path):
+    clip = sorted((data_dir / "savee").rglob("*.flac"))[0]
+    ckpts = [run / "checkpoints" / "best.ckpt" for run in two_seeds]
+    alone = [Predictor.from_checkpoint(c, device="cpu").predict([clip])[0] for c in ckpts]
+    both = Predictor.from_checkpoint(ckpts, device="cpu").predict([clip])[0]
+    assert alone[0].probabilities != alone[1].probabilities
+    for name, p in both.probabilities.items():
+        assert p == pytest.approx((alone[0].probabilities[name] + alone[1].probabilities[name]) / 2, abs=1e-5)
+    # members of another recipe are refused, naming what differs
+    other = torch.load(ckpts[1], weights_only=True)
+    other["hyper_parameters"]["clip_seconds"] = 2.0
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="differs .* in clip_seconds"):
+        Predictor.from_checkpoint([ckpts[0], tmp_path / "other.ckpt"])
+    with pytest.raises(CheckpointError, match="empty list"):
+        Predictor.from_checkpoint([])
+
+
+def test_predict_cli_takes_a_list_of_checkpoints(two_seeds, data_dir, tmp_path):
+    clip = sorted((data_dir / "savee").rglob("*.flac"))[0]
+    ckpts = ",".join(str(run / "checkpoints" / "best.ckpt") for run in two_seeds)
+    out = tmp_path / "preds.json"
+    proc = subprocess.run([sys.executable, str(REPO / "predict.py"), f"ckpt_path=[{ckpts}]", f"input={clip}", f"output={out}",
+                           "progress=false"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())[0]
+    expected = Predictor.from_checkpoint([run / "checkpoints" / "best.ckpt" for run in two_seeds], device="cpu").predict([clip])[0]
+    assert row["label"] == expected.label and row["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
+    proc = subprocess.run([sys.executable, str(REPO / "export.py"), f"ckpt_path=[{ckpts}]"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "one checkpoint" in proc.stderr

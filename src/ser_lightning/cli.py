@@ -144,6 +144,16 @@ def print_table(predictions) -> None:
         print(f"{source:<{width}}  {p.label:<10} {conf} {p.duration:8.2f} {len(p.windows):7d}  {p.note or ''}")
 
 
+def checkpoint_paths(ckpt_path) -> str | list[str]:
+    """``ckpt_path`` from the command line: one path, or a list of them
+    (``ckpt_path=[a.ckpt,b.ckpt]``, an ensemble) as a plain list of strings."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_list(ckpt_path) or isinstance(ckpt_path, (list, tuple)):
+        return [str(p) for p in ckpt_path]
+    return str(ckpt_path)
+
+
 def run_predict(cfg: DictConfig) -> int:
     """Predict every input; print a table; write ``cfg.output``, ``cfg.timeline`` and
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
@@ -156,7 +166,7 @@ def run_predict(cfg: DictConfig) -> int:
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ValueError(f"{key}={cfg[key]}: use a .csv or .json file name")
         predictor = Predictor.from_checkpoint(
-            cfg.ckpt_path, device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
+            checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
             speaker_stats=cfg.get("speaker_stats", "input"))
         files = expand_inputs(cfg.input)
@@ -201,7 +211,7 @@ def run_eval(cfg: DictConfig) -> int:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     output_dir = Path(cfg.paths.output_dir)
     try:
-        report = evaluate_checkpoint(cfg.ckpt_path, data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
+        report = evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
                                      label_map=OmegaConf.to_container(cfg.label_map) if cfg.label_map else None,
                                      batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir)
     except (CheckpointError, *USER_ERRORS) as exc:
@@ -229,6 +239,9 @@ def run_export(cfg: DictConfig) -> int:
     from ser_lightning.export import ExportError, export_checkpoint
     from ser_lightning.inference import CheckpointError
 
+    if isinstance(checkpoint_paths(cfg.ckpt_path), list):
+        print("error: export takes one checkpoint (ckpt_path=<file>), not a list (an ensemble)", file=sys.stderr)
+        return 2
     try:
         result = export_checkpoint(cfg.ckpt_path, str(cfg.format), cfg.get("output"), atol=float(cfg.get("atol", 1e-4)))
     except (CheckpointError, ValueError) as exc:

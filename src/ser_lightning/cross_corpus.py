@@ -184,10 +184,17 @@ def select_rows(data_cfg: dict, part: str) -> list[Utterance]:
     return getattr(split, part)
 
 
-def evaluate_checkpoint(ckpt_path: str | Path, data_cfg: dict, part: str = "all", unknown_labels: str = "map",
+def _checkpoint_name(ckpt_path) -> str:
+    """A short name for a plot title: the file name, or the ensemble's size."""
+    return f"ensemble of {len(ckpt_path)} checkpoints" if isinstance(ckpt_path, list) else Path(str(ckpt_path)).name
+
+
+def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict, part: str = "all", unknown_labels: str = "map",
                         label_map: dict[str, str] | None = None, batch_size: int = 32, device: str | None = None,
                         output_dir: str | Path | None = None) -> dict:
-    """Evaluate a checkpoint on the corpus of ``data_cfg`` (a resolved ``conf/data``).
+    """Evaluate a checkpoint (or a list of them, an ensemble, see
+    :meth:`~ser_lightning.inference.Predictor.from_checkpoint`) on the corpus of
+    ``data_cfg`` (a resolved ``conf/data``).
 
     Writes into ``output_dir`` (when given): ``metrics.json``, ``per_class_metrics.csv``,
     ``predictions.csv`` and ``confusion_matrix.png``.
@@ -221,7 +228,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, data_cfg: dict, part: str = "all"
     present = [r for r in per_class if r["support"] > 0]
     report = {
         "eval/war": war, "eval/uar": uar, "eval/f1_macro": float(np.mean([r["f1"] for r in present])),
-        "checkpoint": str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
+        "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,
         "mapped": mapping.mapped, "dropped": mapping.dropped, "absent": mapping.absent,
         "n_files": len(rows), "n_evaluated": int(confusion.sum()), "n_dropped": sum(mapping.dropped.values()),
@@ -240,5 +247,5 @@ def evaluate_checkpoint(ckpt_path: str | Path, data_cfg: dict, part: str = "all"
             writer.writerow(["path", "true", "predicted", "probability"])
             writer.writerows(result["predictions"])
         plot_confusion_matrix(confusion, predictor.class_names, out / "confusion_matrix.png",
-                              title=f"{Path(str(ckpt_path)).name} on {data_cfg['corpus']} ({part})")
+                              title=f"{_checkpoint_name(ckpt_path)} on {data_cfg['corpus']} ({part})")
     return report

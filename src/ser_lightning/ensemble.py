@@ -18,6 +18,7 @@ averaged weights). An ensemble of one run therefore reproduces that run's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,33 @@ from ser_lightning.inference import CheckpointError, load_checkpoint
 from ser_lightning.models.module import SERModule
 
 PARTS = ("val", "test")
+
+
+class ProbabilityAverage(torch.nn.Module):
+    """Several backbones as one: features ``[batch, n_features, frames]`` -> the log of the
+    members' mean class probabilities ``[batch, n_classes]``.
+
+    The output is a valid logit vector: its softmax is the mean of the members' softmax
+    outputs (``log mean_m p_m = logsumexp_m log p_m - log M``), so code that applies a
+    softmax to a model's output (:class:`~ser_lightning.inference.Predictor`) gets the
+    ensemble's probabilities unchanged.
+
+    Args:
+        members: backbones with the same input features and classes.
+
+    Raises:
+        ValueError: no members.
+    """
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.stack([torch.log_softmax(m(feats), dim=-1) for m in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
 class EnsembleError(ValueError):

@@ -163,6 +163,29 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def _load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The backbone of a checkpoint with its weights, and the checkpoint's hyper-parameters.
+
+    Raises:
+        CheckpointError: see :func:`load_checkpoint`, or settings/weights that do not
+            describe a model of this version.
+    """
+    ckpt = load_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    try:
+        n_features = FeatureConfig.from_dict(hp["features"]).n_features
+        backbone = dict(hp["backbone"])
+        model = build_backbone(backbone.pop("name"), n_features, len(hp["class_names"]), **backbone)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its settings do not describe a model of this version ({exc})") from exc
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the model described in it ({exc})") from exc
+    return model, hp
+
+
 @dataclass
 class _Pending:
     """Book-keeping of one input while its windows go through the model."""
@@ -241,36 +264,43 @@ class Predictor:
         self.training_stats = None if training_stats is None else tuple(t.float().to(self.device) for t in training_stats)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, **kwargs) -> "Predictor":
-        """Rebuild the predictor from a training checkpoint.
+    def from_checkpoint(cls, path: str | Path | list[str | Path], device: str | torch.device | None = None, **kwargs) -> "Predictor":
+        """Rebuild the predictor from a training checkpoint, or from several (an ensemble).
 
         Args:
-            path: a checkpoint written by ``train.py``.
+            path: a checkpoint written by ``train.py``; or a list of them, trained with
+                the same features, classes and clip length (for example one recipe with
+                several seeds): the predictor then outputs the mean of their class
+                probabilities (:class:`~ser_lightning.ensemble.ProbabilityAverage`).
             device: ``None``: CUDA when available, else CPU.
             **kwargs: ``hop_seconds``, ``window_seconds``, ``silence_dbfs``, ``min_seconds``,
                 ``speaker_stats``.
 
         Raises:
-            CheckpointError: see :func:`load_checkpoint`, or settings/weights that do not
-                describe a model of this version.
+            CheckpointError: see :func:`load_checkpoint`, settings/weights that do not
+                describe a model of this version, an empty list, or ensemble members that
+                differ in features, classes, clip length or training statistics.
         """
-        ckpt = load_checkpoint(path)
-        hp = ckpt["hyper_parameters"]
-        try:
-            feature_config = FeatureConfig.from_dict(hp["features"])
-            backbone = dict(hp["backbone"])
-            model = build_backbone(backbone.pop("name"), feature_config.n_features, len(hp["class_names"]), **backbone)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"{path}: its settings do not describe a model of this version ({exc})") from exc
-        state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not match the model described in it ({exc})") from exc
+        paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        if not paths:
+            raise CheckpointError("no checkpoint given (an empty list)")
+        loaded = [_load_backbone(p) for p in paths]
+        hp = loaded[0][1]
+        for p, (_, other) in zip(paths[1:], loaded[1:], strict=True):
+            for key in ("features", "class_names", "clip_seconds", "feature_stats"):
+                if other.get(key) != hp.get(key):
+                    raise CheckpointError(f"ensemble member {p} differs from {paths[0]} in {key}: members must share the "
+                                          f"features, classes, clip length and training statistics (one recipe and split)")
+        model = loaded[0][0]
+        if len(loaded) > 1:
+            from ser_lightning.ensemble import ProbabilityAverage
+
+            model = ProbabilityAverage([m for m, _ in loaded])
+        feature_config = FeatureConfig.from_dict(hp["features"])
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         stats = hp.get("feature_stats")
         if feature_config.normalize == "speaker" and not (isinstance(stats, dict) and {"mean", "std"} <= set(stats)):
-            raise CheckpointError(f"{path}: a speaker-normalised model whose checkpoint lacks the training statistics (feature_stats)")
+            raise CheckpointError(f"{paths[0]}: a speaker-normalised model whose checkpoint lacks the training statistics (feature_stats)")
         training_stats = (torch.tensor(stats["mean"]), torch.tensor(stats["std"])) if feature_config.normalize == "speaker" else None
         return cls(model, FeatureExtractor(feature_config), hp["class_names"], hp["clip_seconds"], device,
                    training_stats=training_stats, **kwargs)
