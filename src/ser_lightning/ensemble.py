@@ -88,13 +88,16 @@ class PartScores:
         return np.bincount(self.targets * n + self.probabilities.argmax(axis=1), minlength=n * n).reshape(n, n)
 
 
-def member_datamodule(run_dir: Path, data_root: str | None = None):
+def member_datamodule(run_dir: Path, data_root: str | None = None, built: dict | None = None):
     """The (set-up) DataModule a run was trained with, rebuilt from its ``config.yaml``.
 
     Args:
         run_dir: a ``train.py`` run directory.
         data_root: the corpus root to read instead of the recorded one (the data may
             live elsewhere on this machine); ``None``: the recorded ``data.root``.
+        built: DataModules already set up, by their data and feature settings; a member
+            with the same settings (a seed ensemble) reuses one instead of decoding and
+            computing speaker statistics again. Filled in.
 
     Raises:
         EnsembleError: no ``config.yaml`` in ``run_dir``.
@@ -107,9 +110,15 @@ def member_datamodule(run_dir: Path, data_root: str | None = None):
     cfg = OmegaConf.load(config_file)
     if data_root is not None:
         cfg.data.root = data_root
+    # evaluation does not augment, so data and features alone decide what a member sees
+    key = OmegaConf.to_yaml(OmegaConf.create({"data": cfg.data, "features": cfg.features}))
+    if built is not None and key in built:
+        return built[key]
     dm = instantiate(cfg.data, features=OmegaConf.to_container(cfg.features), augment=OmegaConf.to_container(cfg.augment),
                      output_dir=None, _convert_="all")
     dm.setup("test")
+    if built is not None:
+        built[key] = dm
     return dm
 
 
@@ -172,13 +181,14 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         raise EnsembleError(f"unknown part(s) {sorted(unknown)}; allowed: {list(PARTS)}")
     scores: dict[str, PartScores] = {}
     classes = None
+    built: dict = {}
     for run_dir in map(Path, run_dirs):
         model = member_model(run_dir, device)
         if classes is None:
             classes = model.class_names
         elif model.class_names != classes:
             raise EnsembleError(f"ensemble member {run_dir} has classes {model.class_names}, the first member {classes}")
-        dm = member_datamodule(run_dir, data_root)
+        dm = member_datamodule(run_dir, data_root, built)
         for part in parts:
             paths, targets, probs = part_probabilities(model, dm, part)
             member_uar = war_uar(PartScores(paths, targets, probs).confusion)[1]
