@@ -42,6 +42,12 @@ def per_class_metrics(confusion, class_names: list[str]) -> list[dict]:
     return rows
 
 
+def macro_f1(per_class: list[dict]) -> float:
+    """Mean F1 over the classes of :func:`per_class_metrics` rows that have true
+    examples (as UAR, a class absent from the data does not count)."""
+    return float(np.mean([r["f1"] for r in per_class if r["support"] > 0]))
+
+
 def war_uar(confusion) -> tuple[float, float]:
     """``(WAR, UAR)`` of a confusion matrix; UAR averages the recall of the classes
     that have true examples.

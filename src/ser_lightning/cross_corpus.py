@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ser_lightning.class_report import per_class_metrics, war_uar
+from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.data.corpora import Utterance, read_corpus
 
 log = logging.getLogger(__name__)
@@ -225,9 +225,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     confusion = result["confusion"]
     war, uar = war_uar(confusion)
     per_class = per_class_metrics(confusion, predictor.class_names)
-    present = [r for r in per_class if r["support"] > 0]
     report = {
-        "eval/war": war, "eval/uar": uar, "eval/f1_macro": float(np.mean([r["f1"] for r in present])),
+        "eval/war": war, "eval/uar": uar, "eval/f1_macro": macro_f1(per_class),
         "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,
         "mapped": mapping.mapped, "dropped": mapping.dropped, "absent": mapping.absent,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ser_lightning.class_report import per_class_metrics, war_uar
+from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.inference import CheckpointError, load_checkpoint
 from ser_lightning.models.module import SERModule
 
@@ -216,8 +216,7 @@ def ensemble_metrics(scores: dict[str, PartScores], class_names: list[str]) -> d
     for part, s in scores.items():
         war, uar = war_uar(s.confusion)
         per_class = per_class_metrics(s.confusion, class_names)
-        present = [r for r in per_class if r["support"] > 0]
-        metrics.update({f"{part}/war": war, f"{part}/uar": uar, f"{part}/f1_macro": float(np.mean([r["f1"] for r in present])),
+        metrics.update({f"{part}/war": war, f"{part}/uar": uar, f"{part}/f1_macro": macro_f1(per_class),
                         f"{part}/member_uar": s.member_uar, f"n_{part}": len(s.paths)})
         if part == "test":
             metrics["confusion_matrix"] = s.confusion.tolist()
