@@ -27,8 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
-from ser_lightning.inference import CheckpointError, load_checkpoint
-from ser_lightning.models.module import SERModule
+from ser_lightning.inference import CheckpointError, load_backbone
 
 PARTS = ("val", "test")
 
@@ -122,24 +121,22 @@ def member_datamodule(run_dir: Path, data_root: str | None = None, built: dict |
     return dm
 
 
-def member_model(run_dir: Path, device: str | torch.device = "cpu") -> SERModule:
-    """The model of a run's ``checkpoints/best.ckpt``, in eval mode on ``device``.
+def member_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, list[str]]:
+    """The backbone of a run's ``checkpoints/best.ckpt``, in eval mode on ``device``, and
+    its class names.
 
     Raises:
         EnsembleError: the run has no best checkpoint, or it cannot be loaded.
     """
-    path = run_dir / "checkpoints" / "best.ckpt"
     try:
-        ckpt = load_checkpoint(path)
+        model, hp = load_backbone(run_dir / "checkpoints" / "best.ckpt")
     except CheckpointError as exc:
         raise EnsembleError(f"ensemble member {run_dir}: {exc}") from exc
-    model = SERModule(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
+    return model.to(device).eval(), list(hp["class_names"])
 
 
 @torch.inference_mode()
-def part_probabilities(model: SERModule, dm, part: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def part_probabilities(model: torch.nn.Module, dm, part: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Score one part of ``dm``'s split as the validation/test step does.
 
     Returns:
@@ -183,11 +180,11 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     classes = None
     built: dict = {}
     for run_dir in map(Path, run_dirs):
-        model = member_model(run_dir, device)
+        model, member_classes = member_model(run_dir, device)
         if classes is None:
-            classes = model.class_names
-        elif model.class_names != classes:
-            raise EnsembleError(f"ensemble member {run_dir} has classes {model.class_names}, the first member {classes}")
+            classes = member_classes
+        elif member_classes != classes:
+            raise EnsembleError(f"ensemble member {run_dir} has classes {member_classes}, the first member {classes}")
         dm = member_datamodule(run_dir, data_root, built)
         for part in parts:
             paths, targets, probs = part_probabilities(model, dm, part)

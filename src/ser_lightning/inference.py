@@ -163,7 +163,7 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict]:
+def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """The backbone of a checkpoint with its weights, and the checkpoint's hyper-parameters.
 
     Raises:
@@ -284,7 +284,7 @@ class Predictor:
         paths = list(path) if isinstance(path, (list, tuple)) else [path]
         if not paths:
             raise CheckpointError("no checkpoint given (an empty list)")
-        loaded = [_load_backbone(p) for p in paths]
+        loaded = [load_backbone(p) for p in paths]
         hp = loaded[0][1]
         for p, (_, other) in zip(paths[1:], loaded[1:], strict=True):
             for key in ("features", "class_names", "clip_seconds", "feature_stats"):
