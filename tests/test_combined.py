@@ -3,13 +3,14 @@ filter, balanced sampling and per-corpus test metrics."""
 
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from ser_lightning.data.corpora import read_combined
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.splits import cross_speaker_split, make_split
-from ser_lightning.training import metrics_by_group
+from ser_lightning.scoring import ScoredPart, by_group
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +91,11 @@ def test_balanced_sampler_evens_out_classes(data_dir, tmp_path):
 
 
 def test_metrics_by_group():
-    preds = torch.tensor([0, 1, 1, 1, 2, 2])
-    targets = torch.tensor([0, 1, 0, 1, 2, 0])
-    out = metrics_by_group(preds, targets, ["a", "a", "a", "b", "b", "b"], 3)
+    preds = [0, 1, 1, 1, 2, 2]
+    targets = np.array([0, 1, 0, 1, 2, 0])
+    probs = np.eye(3)[preds]
+    part = ScoredPart("utterance", [f"f{i}" for i in range(6)], ["s"] * 6, ["a", "a", "a", "b", "b", "b"], targets, probs)
+    out = by_group(part, part.corpora)
     assert out["a"] == {"war": pytest.approx(2 / 3), "uar": pytest.approx((0.5 + 1.0) / 2), "n": 3}
     assert out["b"] == {"war": pytest.approx(2 / 3), "uar": pytest.approx((1.0 + 1.0 + 0.0) / 3), "n": 3}
 

@@ -44,6 +44,8 @@ def test_soft_targets_train_and_score_against_the_larger_part():
     module = SERModule({"name": "cnn2d"}, ["sad", "happy", "angry"], {"kind": "mfcc"}, 2.0)
     feats = torch.randn(4, 40, 60)
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4], [0.2, 0.0, 0.8], [1.0, 0.0, 0.0]])
-    loss = module._step((feats, soft), module.train_metrics, "train")
+    loss = module._step((feats, soft), module.train_confusion, "train")
     assert torch.isfinite(loss) and loss.requires_grad
-    assert module.train_metrics["war"].tp.sum() + module.train_metrics["war"].fn.sum() == 4  # scored once per example
+    cm = module.train_confusion.compute()
+    assert cm.sum() == 4  # scored once per example
+    assert cm.sum(dim=1).tolist() == [2, 1, 1]  # rows: the larger part of each soft target (sad, happy, angry, sad)

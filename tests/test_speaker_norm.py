@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from ser_lightning.data.datamodule import SERDataModule
-from ser_lightning.export import ExportError, export_checkpoint
+from ser_lightning.export import export_checkpoint, run_exported
 from ser_lightning.features import FeatureExtractor
 from ser_lightning.inference import CheckpointError, Predictor
 from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
@@ -176,7 +176,7 @@ def test_prediction_takes_the_statistics_that_speaker_stats_names(speaker_run, d
         Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="nope")
 
 
-def test_speaker_checkpoint_without_statistics_is_refused_and_export_says_why(speaker_run, tmp_path):
+def test_speaker_checkpoint_without_statistics_is_refused_and_export_builds_them_in(speaker_run, tmp_path):
     ckpt, _ = speaker_run
     raw = torch.load(ckpt, weights_only=True)
     del raw["hyper_parameters"]["feature_stats"]
@@ -184,9 +184,14 @@ def test_speaker_checkpoint_without_statistics_is_refused_and_export_says_why(sp
     torch.save(raw, broken)
     with pytest.raises(CheckpointError, match="feature_stats"):
         Predictor.from_checkpoint(broken, device="cpu")
-    with pytest.raises(ExportError, match="normalize=speaker"):
-        export_checkpoint(ckpt, format="torchscript", output=tmp_path / "m.pt")
-    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(CheckpointError, match="feature_stats"):
+        export_checkpoint(broken, format="torchscript", output=tmp_path / "broken.pt")
+    # the training statistics are part of the exported graph: it equals speaker_stats=training
+    result = export_checkpoint(ckpt, format="torchscript", output=tmp_path / "m.pt")
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="training")
+    waves = np.random.default_rng(0).uniform(-0.3, 0.3, size=(3, predictor.clip_samples)).astype(np.float32)
+    np.testing.assert_allclose(run_exported(result.path, "torchscript", waves), predictor.probabilities(waves), atol=1e-4)
+    assert "training" in result.metadata["speaker_stats"]
 
 
 def test_evaluation_normalises_each_speaker_with_its_own_statistics(speaker_run, data_dir, tmp_path):
@@ -194,7 +199,7 @@ def test_evaluation_normalises_each_speaker_with_its_own_statistics(speaker_run,
 
     ckpt, _ = speaker_run
     report = evaluate_checkpoint(ckpt, {"corpus": "savee", "root": str(data_dir / "savee"), "split": "loso"}, part="all",
-                                 output_dir=tmp_path)
+                                 output_dir=tmp_path, test_stats="transductive")
     assert report["n_evaluated"] == 360 and 0.0 <= report["eval/uar"] <= 1.0
     # the first DC file by hand, normalised with the statistics of all DC files
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
@@ -245,3 +250,54 @@ def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsy
     assert [float(r["confidence"]) for r in rows] == pytest.approx([p.confidence for p in expected], abs=1e-5)
     assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={pattern}", "speaker_stats=speakerwise")) == 2
     assert "speaker_stats='speakerwise'" in capsys.readouterr().err
+
+
+def test_enrolment_recordings_give_the_speaker_statistics(speaker_run, data_dir, tmp_path, capsys):
+    from ser_lightning.cli import run_predict
+    from tests.test_predict import compose_predict
+
+    ckpt, _ = speaker_run
+    enrol = sorted((data_dir / "savee" / "ALL").glob("JK_n0*.flac"))[:8]
+    target = sorted((data_dir / "savee" / "ALL").glob("JK_a0*.flac"))[:3]
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="enrol")
+    with pytest.raises(ValueError, match="enrolment recordings first"):
+        predictor.predict(target)
+    assert predictor.enrol([*enrol, tmp_path / "missing.wav"]) and predictor.enrolment_stats is not None  # the missing one is reported
+    stats = predictor.statistics(sf.read(f, dtype="float32")[0] for f in enrol)
+    for got, want in zip(predictor.enrolment_stats, stats, strict=True):
+        torch.testing.assert_close(got, want)
+    enrolled = predictor.predict(target)
+    by_hand = Predictor.from_checkpoint(ckpt, device="cpu").predict(target, stats=[stats] * len(target))
+    assert [p.probabilities for p in enrolled] == [pytest.approx(p.probabilities, abs=1e-6) for p in by_hand]
+    # predict.py: enrol= switches the default (auto) to the enrolment statistics
+    folder = tmp_path / "enrol"
+    folder.mkdir()
+    for f in enrol:
+        (folder / f.name).symlink_to(f)
+    out = tmp_path / "p.csv"
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={target[0]}", f"enrol={folder}", f"output={out}")) == 0
+    with out.open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["confidence"]) == pytest.approx(enrolled[0].confidence, abs=1e-5)
+    assert "8 enrolment recording(s)" in capsys.readouterr().err
+    # without enrol=, the default is the training statistics
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={target[0]}", f"output={out}")) == 0
+    with out.open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    pooled = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="training").predict([target[0]])[0]
+    assert float(row["confidence"]) == pytest.approx(pooled.confidence, abs=1e-5)
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={target[0]}", f"enrol={folder}", "speaker_stats=input")) == 2
+    assert "speaker_stats=enrol" in capsys.readouterr().err
+
+
+def test_folder_statistics_refuse_folders_named_after_emotions(speaker_run, data_dir, capsys):
+    from ser_lightning.cli import run_predict
+    from ser_lightning.inference import SpeakerGroupingError
+    from tests.test_predict import compose_predict
+
+    ckpt, _ = speaker_run
+    tess = sorted((data_dir / "tess").glob("*_*/*.flac"))[:1] + sorted((data_dir / "tess").glob("YAF_*/*.flac"))[:1]
+    with pytest.raises(SpeakerGroupingError, match="named after an emotion"):
+        Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="folder").predict(tess)
+    assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={tess[0]}", "speaker_stats=folder")) == 2
+    assert "named after an emotion" in capsys.readouterr().err

@@ -159,17 +159,29 @@ def run_predict(cfg: DictConfig) -> int:
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
     (silence counts as a prediction), 1 when some could not be, 2 on a usage error
     (bad checkpoint, no input, bad option)."""
-    from ser_lightning.inference import CheckpointError, Predictor, expand_inputs
+    from ser_lightning.inference import CheckpointError, Predictor, SpeakerGroupingError, expand_inputs
 
     try:
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ValueError(f"{key}={cfg[key]}: use a .csv or .json file name")
+        speaker_stats = str(cfg.get("speaker_stats") or "auto")
+        if speaker_stats == "auto":
+            speaker_stats = "enrol" if cfg.get("enrol") else "training"
+        if cfg.get("enrol") and speaker_stats != "enrol":
+            raise ValueError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
         predictor = Predictor.from_checkpoint(
             checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
-            speaker_stats=cfg.get("speaker_stats", "input"))
+            speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"))
         files = expand_inputs(cfg.input)
+        if speaker_stats == "enrol" and predictor.speaker_normalized:
+            enrol_files = expand_inputs(cfg.enrol) if cfg.get("enrol") else []
+            if not enrol_files:
+                raise ValueError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
+            for problem in predictor.enrol(enrol_files):
+                print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
+            print(f"speaker statistics from {len(enrol_files)} enrolment recording(s)", file=sys.stderr)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -177,7 +189,11 @@ def run_predict(cfg: DictConfig) -> int:
         import torch
 
         torch.set_num_threads(int(cfg.num_threads))
-    predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
+    try:
+        predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
+    except SpeakerGroupingError as exc:  # found while grouping the inputs by folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print_table(predictions)
     if cfg.output:
         write_predictions(predictions, predictor.class_names, cfg.output)
@@ -213,7 +229,9 @@ def run_eval(cfg: DictConfig) -> int:
     try:
         report = evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
                                      label_map=OmegaConf.to_container(cfg.label_map) if cfg.label_map else None,
-                                     batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir)
+                                     batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir,
+                                     scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
+                                     report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)))
     except (CheckpointError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +246,10 @@ def run_eval(cfg: DictConfig) -> int:
     if report["skipped_files"]:
         print(f"  skipped   {len(report['skipped_files'])} files that cannot be decoded (listed in metrics.json)")
     metrics = {k.replace("eval/", "test/"): v for k, v in report.items() if k.startswith("eval/")}
-    print(format_table(metrics, f"cross-corpus test on {report['corpus']}") + f"\nreport: {output_dir / 'metrics.json'}\n")
+    others = [f"{m} {100 * r['uar']:.1f}" for m, r in report["eval_by_stats"].items() if m != report["test_stats"]]
+    note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}"
+    note += f" (UAR % under the other statistics: {', '.join(others)})" if others else ""
+    print(format_table(metrics, f"test on {report['corpus']} ({report['part']})") + f"\n{note}\nreport: {output_dir / 'metrics.json'}\n")
     return 0
 
 

@@ -9,9 +9,11 @@ RAVDESS's calm into neutral), dropped, or makes the evaluation stop, by the
 are the model's classes that the target data lacks (they can still be predicted, and
 such predictions count as errors).
 
-Each file is scored as in ``predict.py``: clips of the model's length, half
-overlapping, probabilities averaged over the file (a file no longer than a clip is one
-centred clip, as in training's test step).
+Each file is scored by the one scoring path (:mod:`ser_lightning.scoring`, the same as
+``predict.py`` and the test after training): ``scoring=windows`` (clips of the model's
+length, half overlapping, probabilities averaged) or ``scoring=center``, under a named
+test-time statistics mode for speaker-normalised models. ``part=train|val|test`` reads
+the split the checkpoint was trained with from its run directory, never re-deriving it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.data.corpora import Utterance, read_corpus
@@ -103,85 +104,52 @@ def map_labels(label_counts: dict[str, int], model_classes: list[str], policy: s
     return result
 
 
-def evaluate_rows(predictor, rows: list[Utterance], mapping: LabelMapping, cache_dir: str | None = None,
-                  min_seconds: float = 0.0, batch_size: int = 32) -> dict:
-    """Score ``rows`` (already filtered to mapped labels) with ``predictor``.
-
-    A speaker-normalised model gets each speaker's statistics over all of that
-    speaker's rows, as in training (labels are not used).
-
-    Returns:
-        ``{"confusion": [n_classes, n_classes] counts over the model's classes (rows
-        true), "predictions": [(path, true, predicted, probability)], "skipped":
-        {path: reason}}``.
-    """
-    from ser_lightning.data.cache import load_or_decode
-
-    classes = predictor.class_names
-    index = {c: k for k, c in enumerate(classes)}
-    audio = load_or_decode([r.path for r in rows], predictor.sample_rate, cache_dir, min_seconds)
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    predictions = []
-    pending: list[tuple[Utterance, np.ndarray]] = []
-
-    speaker_stats = {}
-    if predictor.speaker_normalized:  # each speaker's own statistics, as in training
-        for speaker in sorted({r.speaker for r in rows}):
-            waves = [audio.wave(i) for i, r in enumerate(rows) if r.speaker == speaker and r.path not in audio.errors]
-            if waves:
-                speaker_stats[speaker] = predictor.statistics(waves)
-
-    def flush():
-        windows = np.concatenate([w for _, w in pending])
-        stats = None
-        if predictor.speaker_normalized:
-            per_window = [speaker_stats[row.speaker] for row, w in pending for _ in range(len(w))]
-            stats = (torch.stack([m for m, _ in per_window]), torch.stack([s for _, s in per_window]))
-        probs = predictor.probabilities(windows, stats)
-        start = 0
-        for row, w in pending:
-            p = probs[start:start + len(w)].mean(axis=0)
-            start += len(w)
-            true, pred = index[mapping.mapping[row.label]], int(np.argmax(p))
-            confusion[true, pred] += 1
-            predictions.append((row.path, classes[true], classes[pred], float(p[pred])))
-        pending.clear()
-
-    for i, row in enumerate(rows):
-        if row.path in audio.errors:
-            continue
-        pending.append((row, predictor.windows(audio.wave(i))))
-        if sum(len(w) for _, w in pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
-    return {"confusion": confusion, "predictions": predictions, "skipped": dict(audio.errors)}
+def run_dir_of(ckpt_path: str | Path) -> Path:
+    """The ``train.py`` run directory of a checkpoint (``<run>/checkpoints/<name>.ckpt``)."""
+    return Path(ckpt_path).resolve().parent.parent
 
 
-def select_rows(data_cfg: dict, part: str) -> list[Utterance]:
-    """The target corpus's files: all of them (``part=all``) or one part of the split
-    its data config describes (``train``/``val``/``test``), after the gender filter.
+def recorded_rows(ckpt_paths: list[str | Path], part: str, data_cfg: dict) -> list[Utterance]:
+    """One part of the split the checkpoint(s) were trained with, read from the run's
+    ``splits/<part>.csv`` (never re-derived), with paths under ``data_cfg["root"]``.
 
     Raises:
-        ValueError: unknown part or gender.
-        CorpusNotFoundError, UnknownLabelError: from the reader.
+        SplitMismatchError: a run without recorded splits, members trained on different
+            splits, or a recorded split that does not match the checkpoint's
+            fingerprint or the data settings given (the message names what differs).
     """
-    from ser_lightning.data.splits import make_split
+    from ser_lightning.data.recorded_split import SplitMismatchError, read_recorded_split
 
+    split = None
+    for ckpt in ckpt_paths:
+        member = read_recorded_split(run_dir_of(ckpt), data_root=data_cfg.get("root"), checkpoint=ckpt, data_settings=data_cfg)
+        if split is not None and [r.path for r in getattr(member, part)] != [r.path for r in getattr(split, part)]:
+            raise SplitMismatchError(f"ensemble member {ckpt} was trained on another split than {ckpt_paths[0]} ({part} part differs)")
+        split = split or member
+    return getattr(split, part)
+
+
+def select_rows(data_cfg: dict, part: str, ckpt_paths: list[str | Path] | None = None) -> list[Utterance]:
+    """The target corpus's files: all of them (``part=all``, after the gender filter),
+    or one part (``train``/``val``/``test``) of the split the checkpoint was trained
+    with, read from its run directory (:func:`recorded_rows`).
+
+    Raises:
+        ValueError: unknown part or gender; ``part`` other than ``all`` without a checkpoint.
+        CorpusNotFoundError, UnknownLabelError: from the reader.
+        SplitMismatchError: see :func:`recorded_rows`.
+    """
     if part not in ("all", "train", "val", "test"):
         raise ValueError(f"part='{part}' is unknown; allowed: all, train, val, test")
-    rows = read_corpus(data_cfg["corpus"], data_cfg["root"])
+    if part != "all":
+        if not ckpt_paths:
+            raise ValueError(f"part={part} needs the checkpoint whose recorded split it is")
+        return recorded_rows(ckpt_paths, part, data_cfg)
+    rows = read_corpus(data_cfg["corpus"], data_cfg["root"], **dict(data_cfg.get("reader_args") or {}))
     gender = data_cfg.get("gender")
     if gender not in (None, "female", "male"):
         raise ValueError(f"data.gender='{gender}' is unknown; allowed: female, male, null")
-    if gender:
-        rows = [r for r in rows if r.gender == gender]
-    if part == "all":
-        return rows
-    split = make_split(rows, protocol=data_cfg.get("split", "auto"), val_fraction=data_cfg.get("val_fraction", 0.15),
-                       test_fraction=data_cfg.get("test_fraction", 0.15), seed=data_cfg.get("seed", 0),
-                       fold=data_cfg.get("fold", 0), num_folds=data_cfg.get("num_folds", 5))
-    return getattr(split, part)
+    return [r for r in rows if r.gender == gender] if gender else rows
 
 
 def _checkpoint_name(ckpt_path) -> str:
@@ -191,47 +159,76 @@ def _checkpoint_name(ckpt_path) -> str:
 
 def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict, part: str = "all", unknown_labels: str = "map",
                         label_map: dict[str, str] | None = None, batch_size: int = 32, device: str | None = None,
-                        output_dir: str | Path | None = None) -> dict:
+                        output_dir: str | Path | None = None, scoring: str = "windows", test_stats: str = "training",
+                        report_stats: list[str] | None = None, enrol_seed: int = 0) -> dict:
     """Evaluate a checkpoint (or a list of them, an ensemble, see
     :meth:`~ser_lightning.inference.Predictor.from_checkpoint`) on the corpus of
-    ``data_cfg`` (a resolved ``conf/data``).
+    ``data_cfg`` (a resolved ``conf/data``), through the one scoring path
+    (:func:`ser_lightning.scoring.score_utterances`): with the same ``scoring`` and
+    ``test_stats``, ``part=test`` reproduces the run's ``metrics.json``.
 
     Writes into ``output_dir`` (when given): ``metrics.json``, ``per_class_metrics.csv``,
     ``predictions.csv`` and ``confusion_matrix.png``.
 
+    Args:
+        scoring: ``windows`` or ``center`` (see :data:`ser_lightning.inference.SCORING`).
+        test_stats: the statistics mode behind ``eval/*`` (speaker-normalised models).
+        report_stats: every mode scored into ``eval_by_stats`` (default: all of
+            :data:`ser_lightning.scoring.SPEAKER_MODES`).
+        enrol_seed: seed of the enrolment draw.
+
     Returns:
         The report: ``eval/war``, ``eval/uar``, ``eval/f1_macro`` (fractions; UAR and
-        F1 over the classes present in the mapped target data), file counts, the label
-        mapping (``mapped``, ``dropped``, ``absent``), per-class scores and the
-        confusion matrix.
+        F1 over the classes present in the mapped target data), ``eval_by_stats``,
+        file counts, the label mapping (``mapped``, ``dropped``, ``absent``), per-class
+        scores, the confusion matrix and the per-speaker confusion matrices.
 
     Raises:
         CheckpointError: not a loadable ser-lightning checkpoint.
-        CorpusNotFoundError, UnknownLabelError, UnmappableLabelError, ValueError: see
-            :func:`select_rows` and :func:`map_labels`.
+        CorpusNotFoundError, UnknownLabelError, UnmappableLabelError, ValueError,
+        SplitMismatchError: see :func:`select_rows` and :func:`map_labels`.
     """
     import csv
     import json
 
+    from ser_lightning.data.cache import load_or_decode
     from ser_lightning.inference import Predictor
+    from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
 
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device)
-    rows = select_rows(data_cfg, part)
+    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring)
+    paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
+    rows = select_rows(data_cfg, part, paths)
     mapping = map_labels(Counter(r.label for r in rows), predictor.class_names, unknown_labels, label_map)
     for line in mapping.describe():
         log.info("labels: %s", line)
     kept = [r for r in rows if r.label in mapping.mapping]
-    result = evaluate_rows(predictor, kept, mapping, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0), batch_size)
-    confusion = result["confusion"]
-    war, uar = war_uar(confusion)
+    audio = load_or_decode([r.path for r in kept], predictor.sample_rate, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0))
+    decoded = [(i, r) for i, r in enumerate(kept) if r.path not in audio.errors]
+    index = {c: k for k, c in enumerate(predictor.class_names)}
+    modes = modes_for(predictor, report_stats)
+    headline = test_stats if predictor.speaker_normalized else UTTERANCE_MODE
+    if headline not in modes:
+        modes.append(headline)
+    by_stats, scored = {}, {}
+    for mode in modes:
+        scored[mode] = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
+                                        [index[mapping.mapping[r.label]] for _, r in decoded],
+                                        lambda j: audio.wave(decoded[j][0]), mode, corpora=[r.corpus for _, r in decoded],
+                                        seed=enrol_seed, batch_size=batch_size)
+        by_stats[mode] = scored[mode].report(predictor.class_names)
+    main = by_stats[headline]
+    confusion = np.asarray(main["confusion_matrix"])
     per_class = per_class_metrics(confusion, predictor.class_names)
+    war, uar = war_uar(confusion)
     report = {
         "eval/war": war, "eval/uar": uar, "eval/f1_macro": macro_f1(per_class),
+        "scoring": scoring, "test_stats": headline, "eval_by_stats": by_stats,
         "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,
         "mapped": mapping.mapped, "dropped": mapping.dropped, "absent": mapping.absent,
         "n_files": len(rows), "n_evaluated": int(confusion.sum()), "n_dropped": sum(mapping.dropped.values()),
-        "skipped_files": result["skipped"], "per_class": per_class, "confusion_matrix": confusion.tolist(),
+        "skipped_files": {**dict(audio.errors), **scored[headline].errors}, "per_class": per_class, "confusion_matrix": confusion.tolist(),
+        "per_speaker_confusion": main["per_speaker_confusion"],
     }
     if output_dir is not None:
         from ser_lightning.class_report import write_per_class_csv
@@ -241,10 +238,13 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(report, indent=2))
         write_per_class_csv(per_class, out / "per_class_metrics.csv")
+        part_scores = scored[headline]
         with (out / "predictions.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["path", "true", "predicted", "probability"])
-            writer.writerows(result["predictions"])
+            writer.writerow(["path", "speaker", "true", "predicted", "probability"])
+            for path, speaker, t, pr in zip(part_scores.paths, part_scores.speakers, part_scores.targets, part_scores.probabilities, strict=True):
+                k = int(np.argmax(pr))
+                writer.writerow([path, speaker, predictor.class_names[t], predictor.class_names[k], float(pr[k])])
         plot_confusion_matrix(confusion, predictor.class_names, out / "confusion_matrix.png",
-                              title=f"{_checkpoint_name(ckpt_path)} on {data_cfg['corpus']} ({part})")
+                              title=f"{_checkpoint_name(ckpt_path)} on {data_cfg['corpus']} ({part}; {scoring}, {headline} statistics)")
     return report

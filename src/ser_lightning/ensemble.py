@@ -8,16 +8,17 @@ al. (2017), "Simple and scalable predictive uncertainty estimation using deep
 ensembles", NeurIPS. Members may also be different recipes, as long as every member was
 trained, validated and tested on the same utterances.
 
-Each member scores the validation and test utterances exactly as training's validation
-and test steps score one model: the centred clip of every utterance, the member's own
-feature front-end and feature normalisation (speaker statistics included), the weights
-of its ``checkpoints/best.ckpt`` (the best validation UAR; with ``callbacks=ema``, the
-averaged weights). An ensemble of one run therefore reproduces that run's
-``metrics.json``.
+The ensemble scores the recorded validation and test utterances through the one scoring
+path (:mod:`ser_lightning.scoring`), exactly as the scoring after training scores one
+run: the same policy and test-time statistics (from the run's ``config.yaml``), the
+checkpoint the run recorded in ``metrics.json`` (the best validation UAR; with
+``callbacks=ema``, the averaged weights). An ensemble of one run therefore reproduces
+that run's ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
-from ser_lightning.inference import CheckpointError, load_backbone
+from ser_lightning.inference import CheckpointError
 
 PARTS = ("val", "test")
 
@@ -66,19 +67,23 @@ class EnsembleError(ValueError):
 
 @dataclass
 class PartScores:
-    """One part of the split, scored by the ensemble.
+    """One part of the split, scored by the ensemble under its headline statistics mode.
 
     Attributes:
-        paths: the part's utterances, in data-loader order.
+        paths: the part's scored utterances, in split order.
         targets: ``[n]`` true class indices.
         probabilities: ``[n, n_classes]`` the members' mean class probabilities.
         member_uar: UAR of each member alone (fractions), in member order.
+        mode: the headline test-time statistics mode.
+        by_stats: mode -> report (:meth:`ser_lightning.scoring.ScoredPart.report`).
     """
 
     paths: list[str]
     targets: np.ndarray
     probabilities: np.ndarray
     member_uar: list[float] = field(default_factory=list)
+    mode: str = ""
+    by_stats: dict[str, dict] = field(default_factory=dict)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -87,82 +92,45 @@ class PartScores:
         return np.bincount(self.targets * n + self.probabilities.argmax(axis=1), minlength=n * n).reshape(n, n)
 
 
-def member_datamodule(run_dir: Path, data_root: str | None = None, built: dict | None = None):
-    """The (set-up) DataModule a run was trained with, rebuilt from its ``config.yaml``.
-
-    Args:
-        run_dir: a ``train.py`` run directory.
-        data_root: the corpus root to read instead of the recorded one (the data may
-            live elsewhere on this machine); ``None``: the recorded ``data.root``.
-        built: DataModules already set up, by their data and feature settings; a member
-            with the same settings (a seed ensemble) reuses one instead of decoding and
-            computing speaker statistics again. Filled in.
+def run_config(run_dir: Path):
+    """A run's resolved ``config.yaml``.
 
     Raises:
-        EnsembleError: no ``config.yaml`` in ``run_dir``.
+        EnsembleError: the run has none (it is not a finished ``train.py`` run).
     """
-    from hydra.utils import instantiate
-
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise EnsembleError(f"{run_dir} is not a finished train.py run: it has no config.yaml")
-    cfg = OmegaConf.load(config_file)
-    if data_root is not None:
-        cfg.data.root = data_root
-    # evaluation does not augment, so data and features alone decide what a member sees
-    key = OmegaConf.to_yaml(OmegaConf.create({"data": cfg.data, "features": cfg.features}))
-    if built is not None and key in built:
-        return built[key]
-    dm = instantiate(cfg.data, features=OmegaConf.to_container(cfg.features), augment=OmegaConf.to_container(cfg.augment),
-                     output_dir=None, _convert_="all")
-    dm.setup("test")
-    if built is not None:
-        built[key] = dm
-    return dm
+    return OmegaConf.load(config_file)
 
 
-def member_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, list[str]]:
-    """The backbone of a run's ``checkpoints/best.ckpt``, in eval mode on ``device``, and
-    its class names.
-
-    Raises:
-        EnsembleError: the run has no best checkpoint, or it cannot be loaded.
-    """
-    try:
-        model, hp = load_backbone(run_dir / "checkpoints" / "best.ckpt")
-    except CheckpointError as exc:
-        raise EnsembleError(f"ensemble member {run_dir}: {exc}") from exc
-    return model.to(device).eval(), list(hp["class_names"])
-
-
-@torch.inference_mode()
-def part_probabilities(model: torch.nn.Module, dm, part: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Score one part of ``dm``'s split as the validation/test step does.
-
-    Returns:
-        ``(paths, targets [n], probabilities [n, n_classes])``.
-    """
-    loader = dm.val_dataloader() if part == "val" else dm.test_dataloader()
-    device = next(model.parameters()).device
-    probs, targets = [], []
-    for waves, target, *speakers in loader:
-        feats = dm.transform_batch(waves.to(device), training=False, speakers=speakers[0].to(device) if speakers else None)
-        probs.append(torch.softmax(model(feats), dim=-1).float().cpu())
-        targets.append(target)
-    rows = getattr(dm.split, part)
-    return [r.path for r in rows], torch.cat(targets).numpy(), torch.cat(probs).numpy()
+def best_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a run was scored with: the path its ``metrics.json`` records
+    (relative to the run directory; an absolute path from an older run that was moved is
+    looked up under ``checkpoints/``), else ``checkpoints/best.ckpt``."""
+    metrics_file = run_dir / "metrics.json"
+    recorded = json.loads(metrics_file.read_text()).get("best_checkpoint") if metrics_file.is_file() else None
+    if recorded:
+        path = Path(recorded)
+        if not path.is_absolute():
+            return run_dir / path
+        return path if path.is_file() else run_dir / "checkpoints" / path.name
+    return run_dir / "checkpoints" / "best.ckpt"
 
 
 def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS, device: str = "cpu",
                       data_root: str | None = None) -> dict[str, PartScores]:
-    """Average the class probabilities of the runs in ``run_dirs`` on each part.
+    """Average the class probabilities of the runs in ``run_dirs`` on each part of their
+    recorded split, through the one scoring path (:mod:`ser_lightning.scoring`), with the
+    first run's scoring policy and test-time statistics (its ``config.yaml``).
 
     Args:
-        run_dirs: ``train.py`` run directories (each with ``config.yaml`` and
-            ``checkpoints/best.ckpt``) trained on the same split.
+        run_dirs: ``train.py`` run directories (each with ``config.yaml``,
+            ``splits/*.csv`` and its best checkpoint) trained on the same split.
         parts: parts of the split to score (``val``, ``test``).
         device: where the members run.
-        data_root: see :func:`member_datamodule`.
+        data_root: the corpus root to read instead of the recorded one (the data may
+            live elsewhere on this machine); ``None``: the recorded ``data.root``.
 
     Returns:
         part -> :class:`PartScores`.
@@ -171,44 +139,66 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         EnsembleError: no runs, an unknown part, a run that is not finished, or members
             with different classes or different utterances in a part.
     """
+    from ser_lightning.cross_corpus import recorded_rows
+    from ser_lightning.data.cache import load_or_decode
+    from ser_lightning.data.recorded_split import SplitMismatchError
+    from ser_lightning.inference import Predictor
+    from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
+
     if not run_dirs:
         raise EnsembleError("an ensemble needs at least one run directory")
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise EnsembleError(f"unknown part(s) {sorted(unknown)}; allowed: {list(PARTS)}")
+    run_dirs = [Path(d) for d in run_dirs]
+    cfg = run_config(run_dirs[0])
+    for d in run_dirs[1:]:
+        run_config(d)
+    ckpts = [best_checkpoint(d) for d in run_dirs]
+    scoring = str(cfg.get("scoring", "center"))  # runs before the scoring key were tested on centred clips
+    try:
+        members = [Predictor.from_checkpoint(c, device=device, scoring=scoring) for c in ckpts]
+        ensemble = Predictor.from_checkpoint(ckpts, device=device, scoring=scoring) if len(ckpts) > 1 else members[0]
+    except CheckpointError as exc:
+        raise EnsembleError(f"ensemble member: {exc}") from exc
+    for d, m in zip(run_dirs[1:], members[1:], strict=True):
+        if m.class_names != members[0].class_names:
+            raise EnsembleError(f"ensemble member {d} has classes {m.class_names}, the first member {members[0].class_names}")
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    if data_root is not None:
+        data_cfg["root"] = data_root
+    modes = modes_for(ensemble, list(cfg.get("report_stats") or []) or None)
+    headline = str(cfg.get("test_stats", "transductive")) if ensemble.speaker_normalized else UTTERANCE_MODE
+    if headline not in modes:
+        modes.append(headline)
+    seed = int(cfg.get("enrol_seed", 0))
+    classes = ensemble.class_names
     scores: dict[str, PartScores] = {}
-    classes = None
-    built: dict = {}
-    for run_dir in map(Path, run_dirs):
-        model, member_classes = member_model(run_dir, device)
-        if classes is None:
-            classes = member_classes
-        elif member_classes != classes:
-            raise EnsembleError(f"ensemble member {run_dir} has classes {member_classes}, the first member {classes}")
-        dm = member_datamodule(run_dir, data_root, built)
-        for part in parts:
-            paths, targets, probs = part_probabilities(model, dm, part)
-            member_uar = war_uar(PartScores(paths, targets, probs).confusion)[1]
-            if part not in scores:
-                scores[part] = PartScores(paths, targets, probs, [member_uar])
-                continue
-            first = scores[part]
-            if paths != first.paths or not np.array_equal(targets, first.targets):
-                raise EnsembleError(f"ensemble member {run_dir} was {part}-scored on other utterances than the first "
-                                    f"member ({len(paths)} vs {len(first.paths)}); members must share the split")
-            first.probabilities = first.probabilities + probs
-            first.member_uar.append(member_uar)
-    for part_scores in scores.values():
-        part_scores.probabilities = part_scores.probabilities / len(part_scores.member_uar)
+    for part in parts:
+        try:
+            rows = recorded_rows(ckpts, part, data_cfg)
+        except SplitMismatchError as exc:
+            raise EnsembleError(f"ensemble members were scored on other utterances than the first member: {exc}") from exc
+        audio = load_or_decode([r.path for r in rows], ensemble.sample_rate, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0))
+        good = [(i, r) for i, r in enumerate(rows) if r.path not in audio.errors]
+        args = ([r.path for _, r in good], [r.speaker for _, r in good], [classes.index(r.label) for _, r in good],
+                lambda j, good=good, audio=audio: audio.wave(good[j][0]))
+        by_stats, main = {}, None
+        for mode in modes:
+            scored = score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed)
+            by_stats[mode] = scored.report(classes)
+            main = scored if mode == headline else main
+        member_uar = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
+        scores[part] = PartScores(main.paths, main.targets, main.probabilities, member_uar, headline, by_stats)
     return scores
 
 
 def ensemble_metrics(scores: dict[str, PartScores], class_names: list[str]) -> dict:
     """The ``metrics.json`` keys of a training run for an ensemble's scores:
-    ``<part>/war``, ``<part>/uar``, ``<part>/f1_macro`` (fractions), ``best_val_uar``
-    (the ensemble's validation UAR: its members are each their own best-validation
-    checkpoint), per-member UARs and, for the test part, the confusion matrix and
-    per-class scores."""
+    ``<part>/war``, ``<part>/uar``, ``<part>/f1_macro`` (fractions, headline statistics),
+    ``test_stats``, ``test_by_stats``, ``best_val_uar`` (the ensemble's validation UAR: its
+    members are each their own best-validation checkpoint), per-member UARs and, for the
+    test part, the confusion matrix, per-speaker confusion matrices and per-class scores."""
     metrics: dict = {"class_names": list(class_names)}
     for part, s in scores.items():
         war, uar = war_uar(s.confusion)
@@ -216,8 +206,10 @@ def ensemble_metrics(scores: dict[str, PartScores], class_names: list[str]) -> d
         metrics.update({f"{part}/war": war, f"{part}/uar": uar, f"{part}/f1_macro": macro_f1(per_class),
                         f"{part}/member_uar": s.member_uar, f"n_{part}": len(s.paths)})
         if part == "test":
-            metrics["confusion_matrix"] = s.confusion.tolist()
-            metrics["per_class"] = per_class
+            metrics.update({"confusion_matrix": s.confusion.tolist(), "per_class": per_class, "test_stats": s.mode,
+                            "test_by_stats": s.by_stats, "per_speaker_confusion": s.by_stats[s.mode]["per_speaker_confusion"]})
+        else:
+            metrics[f"{part}_by_stats"] = {m: {k: r[k] for k in ("war", "uar", "f1_macro", "n")} for m, r in s.by_stats.items()}
     if "val" in scores:
         metrics["best_val_uar"] = metrics["val/uar"]
     return metrics

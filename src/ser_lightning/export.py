@@ -96,23 +96,34 @@ class ExportError(RuntimeError):
 
 
 class WaveformClassifier(nn.Module):
-    """Feature front-end + backbone + softmax in one module.
+    """Feature front-end (+ fixed speaker statistics) + backbone + softmax in one module.
 
     Args:
         features: the training run's front-end (:class:`FeatureExtractor`).
         model: backbone, ``[batch, n_features, frames]`` -> logits.
+        stats: for a speaker-normalised model (``features.normalize=speaker``), the
+            ``(mean, std)`` (each ``[n_features]``) built into the graph: the training
+            speakers' pooled statistics, as ``predict.py``'s default
+            ``speaker_stats=training``; ``None`` for other models.
 
     Shapes: ``[batch, samples]`` float32 at ``features.config.sample_rate`` ->
     ``[batch, n_classes]`` probabilities (rows sum to 1).
     """
 
-    def __init__(self, features: FeatureExtractor, model: nn.Module):
+    def __init__(self, features: FeatureExtractor, model: nn.Module, stats: tuple[torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
         self.features = features
         self.model = model
+        self.normalize = stats is not None
+        if stats is not None:
+            self.register_buffer("mean", stats[0].detach().float().cpu()[:, None])
+            self.register_buffer("std", stats[1].detach().float().cpu()[:, None])
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.features(waveform)), dim=-1)
+        feats = self.features(waveform)
+        if self.normalize:
+            feats = (feats - self.mean) / self.std
+        return torch.softmax(self.model(feats), dim=-1)
 
 
 @dataclass
@@ -166,7 +177,8 @@ def export_onnx(module: WaveformClassifier, path: Path, metadata: dict, example:
     import onnx
 
     _quiet_exporter_logs()
-    module = WaveformClassifier(onnx_friendly(module.features), module.model).eval()
+    module = WaveformClassifier(onnx_friendly(module.features), module.model,
+                                (module.mean[:, 0], module.std[:, 0]) if module.normalize else None).eval()
     n_fft = module.features.config.n_fft
     dims = {"waveform": {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("samples", min=n_fft)}}
     try:
@@ -231,9 +243,9 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     Raises:
         ValueError: unknown format, or an output name with another format's suffix.
         CheckpointError: see :func:`ser_lightning.inference.load_checkpoint`.
-        ExportError: the export failed or disagrees with PyTorch by more than ``atol``
-            (the file is then removed), or the model is speaker-normalised (its
-            statistics cannot be part of a one-waveform graph).
+        ExportError: the export failed or disagrees with the scoring path
+            (:meth:`~ser_lightning.inference.Predictor.probabilities`, what ``predict.py``
+            computes) by more than ``atol`` (the file is then removed).
     """
     from ser_lightning.inference import Predictor
 
@@ -243,27 +255,25 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     other = {s for f, s in EXPORT_FORMATS.items() if f != format}
     if path.suffix.lower() in other:
         raise ValueError(f"output={path} has the suffix of another format than format={format}")
-    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu")
-    if predictor.speaker_normalized:
-        raise ExportError(f"{ckpt_path} was trained with features.normalize=speaker: the exported graph classifies one "
-                          "waveform at a time and cannot take a speaker's statistics; use predict.py (speaker_stats=...)")
-    module = WaveformClassifier(predictor.features, predictor.model).eval()
+    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", speaker_stats="training")
+    module = WaveformClassifier(predictor.features, predictor.model, predictor.training_stats if predictor.speaker_normalized else None).eval()
     metadata = {
         "class_names": predictor.class_names,
         "sample_rate": predictor.sample_rate,
         "clip_seconds": predictor.clip_seconds,
         "input": "waveform [batch, samples] float32, mono, at sample_rate, in [-1, 1]",
         "output": "probabilities [batch, n_classes] (softmax, class_names order)",
+        # what predict.py's speaker_stats would have to be to give the same probabilities
+        "speaker_stats": "training (the training speakers' pooled statistics, built in)" if predictor.speaker_normalized else "none needed",
     }
     checks = check_waveforms(predictor.sample_rate, predictor.clip_seconds)
     example = torch.from_numpy(checks[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     (export_onnx if format == "onnx" else export_torchscript)(module, path, metadata, example)
     worst = 0.0
-    with torch.inference_mode():
-        for waves in checks:
-            expected = module(torch.from_numpy(waves)).numpy()
-            worst = max(worst, float(np.abs(run_exported(path, format, waves) - expected).max()))
+    for waves in checks:  # the reference is the scoring path itself, not the module just exported
+        expected = predictor.probabilities(waves)
+        worst = max(worst, float(np.abs(run_exported(path, format, waves) - expected).max()))
     if not worst <= atol:
         path.unlink(missing_ok=True)
         raise ExportError(f"the {format} export disagrees with PyTorch by {worst:.2e} > {atol:g}; removed {path}")

@@ -25,18 +25,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ser_lightning.data.audio import AudioDecodeError, to_mono_resampled
+from ser_lightning.data.audio import AudioDecodeError, fit_length, to_mono_resampled
 from ser_lightning.data.corpora import audio_extensions
 from ser_lightning.features import FeatureConfig, FeatureExtractor
 from ser_lightning.models import build_backbone
 from ser_lightning.speaker_norm import recording_stats
-from ser_lightning.streaming import AudioStream, Window, WindowSlicer, audio_info
+from ser_lightning.streaming import AudioStream, Window, WindowSlicer, audio_info, energy_dbfs
 
 #: Where a speaker-normalised model (``features.normalize=speaker``) takes its statistics
-#: from: each input's own frames, all inputs of the call together (one speaker), inputs
-#: grouped by their folder (one folder per speaker), or the training speakers' pooled
-#: statistics stored in the checkpoint (needs nothing of the speaker; least accurate).
-SPEAKER_STATS = ("input", "inputs", "folder", "training")
+#: from: the training speakers' pooled statistics stored in the checkpoint (needs nothing
+#: of the speaker; the default), enrolment recordings of the speaker given beforehand
+#: (:meth:`Predictor.enrol`), each input's own frames, all inputs of the call together
+#: (one speaker), or inputs grouped by their folder (one folder per speaker).
+SPEAKER_STATS = ("training", "enrol", "input", "inputs", "folder")
+
+#: How an input becomes the model's clips: ``windows`` (windows of the clip length every
+#: half clip, covering the whole input; the input's probabilities are their mean) or
+#: ``center`` (the one centred clip, cropped or zero-padded, that training validates on).
+SCORING = ("windows", "center")
 
 #: Label of a window (or a whole input) whose energy is below the silence threshold.
 SILENCE = "silence"
@@ -49,6 +55,10 @@ SILENCE_DBFS = -70.0
 
 class CheckpointError(ValueError):
     """The file is not a ser-lightning checkpoint, or is corrupted."""
+
+
+class SpeakerGroupingError(ValueError):
+    """``speaker_stats=folder`` on folders that are not speakers (their names are emotions)."""
 
 
 @dataclass
@@ -223,19 +233,22 @@ class Predictor:
             training speakers; required for a speaker-normalised model
             (``features.normalize=speaker``), ignored otherwise.
         speaker_stats: one of :data:`SPEAKER_STATS`: the statistics a speaker-normalised
-            model uses. ``"input"`` (default) reads each input twice: once for its
-            statistics, once to classify it.
+            model uses. ``"training"`` (default) needs nothing of the speaker;
+            ``"enrol"`` needs :meth:`enrol` first; ``"input"`` reads each input twice:
+            once for its statistics, once to classify it.
+        scoring: one of :data:`SCORING`.
 
     Raises:
         ValueError: a non-positive window or hop, a window shorter than ``min_seconds``,
-            an unknown ``speaker_stats``, or a speaker-normalised model without
-            ``training_stats``.
+            an unknown ``speaker_stats`` or ``scoring``, or a speaker-normalised model
+            without ``training_stats``.
     """
 
     def __init__(self, model: torch.nn.Module, features: FeatureExtractor, class_names: list[str], clip_seconds: float,
                  device: str | torch.device = "cpu", hop_seconds: float | None = None, window_seconds: float | None = None,
                  silence_dbfs: float | None = SILENCE_DBFS, min_seconds: float | None = None,
-                 training_stats: tuple[torch.Tensor, torch.Tensor] | None = None, speaker_stats: str = "input"):
+                 training_stats: tuple[torch.Tensor, torch.Tensor] | None = None, speaker_stats: str = "training",
+                 scoring: str = "windows"):
         self.device = torch.device(device)
         # Channels-last 4-D weights make the cnn2d's convolutions and max-pooling take
         # oneDNN's vectorised NHWC kernels: 2.4x faster on a CPU batch of 32 windows,
@@ -260,8 +273,13 @@ class Predictor:
         self.speaker_normalized = features.config.normalize == "speaker"
         if self.speaker_normalized and training_stats is None:
             raise ValueError("a speaker-normalised model (features.normalize=speaker) needs training_stats")
+        if scoring not in SCORING:
+            raise ValueError(f"scoring='{scoring}' is unknown; allowed: {list(SCORING)}")
+        self.scoring = scoring
         self.speaker_stats = speaker_stats
         self.training_stats = None if training_stats is None else tuple(t.float().to(self.device) for t in training_stats)
+        #: ``(mean, std)`` of the enrolment recordings (``speaker_stats="enrol"``), set by :meth:`enrol`.
+        self.enrolment_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | list[str | Path], device: str | torch.device | None = None, **kwargs) -> "Predictor":
@@ -274,7 +292,7 @@ class Predictor:
                 probabilities (:class:`~ser_lightning.ensemble.ProbabilityAverage`).
             device: ``None``: CUDA when available, else CPU.
             **kwargs: ``hop_seconds``, ``window_seconds``, ``silence_dbfs``, ``min_seconds``,
-                ``speaker_stats``.
+                ``speaker_stats``, ``scoring``.
 
         Raises:
             CheckpointError: see :func:`load_checkpoint`, settings/weights that do not
@@ -337,6 +355,43 @@ class Predictor:
         stats = recording_stats(self.features, waves, self.features.config.n_features, self.device)
         return stats.mean.to(self.device), stats.std.to(self.device)
 
+    def enrol(self, inputs, sample_rate: int | None = None) -> list[str]:
+        """Take the speaker's statistics from enrolment recordings (``speaker_stats="enrol"``).
+
+        A speaker-normalised model needs the speaker's feature mean and standard
+        deviation; a few unlabelled recordings of the speaker give them (no labels are
+        used). Measured on unseen speakers, 8 recordings recover the figure of
+        statistics over all of a speaker's test recordings and 4 come within about 3
+        UAR points (docs/RESULTS.md, "enrol k=4 / k=8"); give 8 or more where you can.
+
+        Args:
+            inputs: paths, ``[time]`` arrays or ``(array, sample_rate)`` pairs of the speaker.
+            sample_rate: rate in Hz of arrays not given as pairs.
+
+        Returns:
+            The inputs that could not be read (``"source: reason"``); they are left out.
+
+        Raises:
+            ValueError: none of the inputs could be read.
+        """
+        if isinstance(inputs, (str, Path, np.ndarray)) or _is_array_pair(inputs):
+            inputs = [inputs]
+        problems: list[str] = []
+
+        def blocks():
+            for i, item in enumerate(inputs):
+                pair = (item[0], int(item[1])) if _is_array_pair(item) else (item, sample_rate)
+                source = f"array[{i}]" if isinstance(pair[0], np.ndarray) else str(pair[0])
+                try:
+                    yield from self._input_blocks(pair[0], pair[1], source)
+                except (AudioDecodeError, OSError, ValueError, TypeError) as exc:
+                    problems.append(str(exc))
+        try:
+            self.enrolment_stats = self.statistics(blocks())
+        except ValueError as exc:
+            raise ValueError(f"no enrolment recording could be read ({'; '.join(problems) or exc})") from exc
+        return problems
+
     def _input_blocks(self, item, sample_rate: int | None, source: str = "array", pending: _Pending | None = None) -> Iterator[np.ndarray]:
         """An input's samples, block by block, at :attr:`sample_rate`; notes a truncated
         file in ``pending`` when given.
@@ -367,6 +422,7 @@ class Predictor:
         elif self.speaker_stats == "inputs":
             groups = [0] * len(items)
         else:  # folder
+            check_speaker_folders([Path(i).parent for i in items if isinstance(i, (str, Path))])
             folders: dict[str, int] = {}
             groups = [folders.setdefault(str(Path(i).parent) if isinstance(i, (str, Path)) else "<arrays>", len(folders)) for i in items]
         stats: list[tuple[torch.Tensor, torch.Tensor] | None] = []
@@ -393,15 +449,34 @@ class Predictor:
         Raises:
             AudioDecodeError: the input cannot be used (the message says why).
         """
+        if self.scoring == "center":
+            yield from self._centre_clip(item, pending, sample_rate)
+            return
         slicer = WindowSlicer(self.clip_samples, self.hop_samples)
         for block in self._input_blocks(item, sample_rate, pending.source, pending):
             yield from slicer.push(block)
         pending.n_samples = slicer.total
-        if slicer.total < self.min_samples:
-            raise AudioDecodeError(
-                f"{pending.source}: too short ({slicer.total / self.sample_rate * 1000:.1f} ms); at least "
-                f"{self.min_samples / self.sample_rate * 1000:.1f} ms (one analysis window) is needed")
+        self._check_length(pending)
         yield from slicer.finish()
+
+    def _check_length(self, pending: _Pending) -> None:
+        if pending.n_samples < self.min_samples:
+            raise AudioDecodeError(
+                f"{pending.source}: too short ({pending.n_samples / self.sample_rate * 1000:.1f} ms); at least "
+                f"{self.min_samples / self.sample_rate * 1000:.1f} ms (one analysis window) is needed")
+
+    def _centre_clip(self, item, pending: _Pending, sample_rate: int | None) -> Iterator[Window]:
+        """``scoring="center"``: the input's one centred clip (cropped or zero-padded with
+        :func:`~ser_lightning.data.audio.fit_length`, exactly as training's evaluation
+        clips). Holds the whole decoded input in memory."""
+        blocks = list(self._input_blocks(item, sample_rate, pending.source, pending))
+        wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        pending.n_samples = len(wave)
+        self._check_length(pending)
+        clip = fit_length(wave, self.clip_samples)
+        start = max(0, (len(wave) - self.clip_samples) // 2)
+        real = wave[start:start + self.clip_samples]
+        yield Window(start, start + len(real), np.ascontiguousarray(clip, np.float32), energy_dbfs(real))
 
     def _finish(self, p: _Pending) -> Prediction:
         if p.error:
@@ -425,8 +500,14 @@ class Predictor:
         return Prediction(p.source, self.class_names[k], float(mean[k]), {c: float(v) for c, v in zip(self.class_names, mean, strict=True)},
                           duration=duration, windows=windows, note="; ".join(notes) or None)
 
-    def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+    def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False,
+                stats: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None) -> list[Prediction]:
         """Predict files and/or arrays; windows of all inputs share the model's batches.
+
+        This is the one scoring path of the project: ``eval.py``, the test after
+        training, ensembles, the export check and streaming all come through here (or
+        through :meth:`probabilities`, which this calls), so a file and a checkpoint get
+        the same answer whichever command scores them.
 
         Args:
             inputs: one input or a list of them: paths (``str``/``Path``) to any format
@@ -435,6 +516,9 @@ class Predictor:
             sample_rate: rate in Hz of the arrays not given as pairs.
             batch_size: windows per forward pass.
             progress: show a progress bar (seconds of audio) on stderr.
+            stats: speaker-normalised models only: ``(mean, std)`` (each ``[n_features]``)
+                for each input, overriding ``speaker_stats`` (evaluation gives each test
+                speaker's statistics this way); ``None`` entries fail their input.
 
         Returns:
             One :class:`Prediction` per input, in order. An input that cannot be used
@@ -450,7 +534,15 @@ class Predictor:
         pairs = [(item[0], int(item[1])) if _is_array_pair(item) else (item, sample_rate) for item in inputs]
         # one statistics group per speaker; a model without speaker normalisation needs none
         groups, group_stats = [0] * len(pairs), [self.training_stats]
-        if self.speaker_normalized and self.speaker_stats != "training":
+        if stats is not None:
+            if len(stats) != len(pairs):
+                raise ValueError(f"stats: {len(stats)} entries for {len(pairs)} inputs")
+            groups, group_stats = list(range(len(pairs))), [None if st is None else tuple(t.to(self.device) for t in st) for st in stats]
+        elif self.speaker_normalized and self.speaker_stats == "enrol":
+            if self.enrolment_stats is None:
+                raise ValueError("speaker_stats='enrol' needs enrolment recordings first (Predictor.enrol / predict.py enrol=...)")
+            group_stats = [self.enrolment_stats]
+        elif self.speaker_normalized and self.speaker_stats != "training":
             groups, group_stats = self._group_statistics([it for it, _ in pairs], [r for _, r in pairs])
 
         def flush() -> None:
@@ -540,3 +632,28 @@ def expand_inputs(spec: str | Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no audio files match input={spec}")
     return files
+
+
+def check_speaker_folders(folders) -> None:
+    """Refuse folders named after an emotion as speaker groups (``speaker_stats=folder``).
+
+    Grouping TESS's ``OAF_angry/``, ``OAF_sad/`` ... by folder would give each emotion
+    its own statistics, removing what the model must see; the predictions would look
+    fine and be wrong.
+
+    Raises:
+        SpeakerGroupingError: a folder name contains an emotion word (``angry``,
+            ``pleasant_surprise``, ``Fear`` ...), naming the folder.
+    """
+    from ser_lightning.data.corpora import LABEL_ALIASES
+    from ser_lightning.labels import EMOTIONS
+
+    words = set(EMOTIONS) | set(LABEL_ALIASES)
+    for folder in sorted({Path(f) for f in folders}):
+        parts = set(re.split(r"[^a-z]+", folder.name.lower())) | {folder.name.lower()}
+        hits = sorted(parts & words)
+        if hits:
+            raise SpeakerGroupingError(
+                f"speaker_stats=folder groups files by folder, but folder '{folder}' is named after an emotion "
+                f"({', '.join(hits)}): each emotion would be normalised by its own statistics. Give the speaker's "
+                f"recordings with enrol=<files or folder>, or use speaker_stats=training")

@@ -1,7 +1,10 @@
-"""The training pipeline behind ``train.py``: data -> model -> fit -> test -> report.
+"""The training pipeline behind ``train.py``: data -> model -> fit -> score -> report.
 
-Model selection uses validation UAR only; the test set is evaluated once, with the
-best checkpoint, after training.
+Model selection uses validation UAR only. After training, the best checkpoint *file*
+is scored on the validation and test parts by the one scoring path
+(:mod:`ser_lightning.scoring` -> :class:`~ser_lightning.inference.Predictor`), the same
+that ``eval.py`` and ``predict.py`` use, so ``metrics.json`` is what a user gets from
+those commands with the recorded scoring policy and test-time statistics.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -131,6 +135,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt_path is None and cfg.get("train", True):
+        set_aside_stale_checkpoints(output_dir / "checkpoints")
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
@@ -147,51 +153,121 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("train", True):
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        if cfg.get("test", True):
-            ckpt = trainer.checkpoint_callback
-            best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-            if best is None:
-                log.warning("no best checkpoint; testing the current weights")
-            trainer.test(model, datamodule=dm, ckpt_path=best)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-            if trainer.is_global_zero:
-                write_report(cfg, dm, model, trainer, metrics, timer, time.perf_counter() - start)
+        if trainer.is_global_zero:
+            best = scored_checkpoint(trainer, cfg, output_dir)
+            scores = score_run(best, dm, cfg)
+            metrics.update(headline_metrics(scores, parts=("val", "test") if cfg.get("test", True) else ("val",)))
+            for lg in loggers:
+                lg.log_metrics({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) and k.count("/") == 1},
+                               step=trainer.global_step)
+            if cfg.get("test", True):
+                write_report(cfg, dm, model, trainer, metrics, scores, best, timer, time.perf_counter() - start)
+                log_test_figures(loggers, scores["test"]["headline"]["confusion_matrix"], dm.class_names)
     finally:
         finish_loggers(loggers, output_dir)
     return metrics
 
 
-def metrics_by_group(predictions: torch.Tensor, targets: torch.Tensor, groups: list[str], n_classes: int) -> dict[str, dict]:
-    """Test WAR and UAR per group (e.g. per corpus of a combined run).
+def set_aside_stale_checkpoints(ckpt_dir: Path) -> None:
+    """Move checkpoints left in a fresh run's directory (an earlier, unfinished run with
+    the same ``hydra.run.dir``) into ``checkpoints/stale-<time>/``, so nothing later loads
+    an old ``best.ckpt`` as this run's (Lightning would write ``best-v1.ckpt`` beside it)."""
+    old = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    if not old:
+        return
+    target = ckpt_dir / time.strftime("stale-%Y%m%d-%H%M%S")
+    target.mkdir(parents=True, exist_ok=True)
+    for f in old:
+        f.rename(target / f.name)
+    log.warning("moved %d checkpoint(s) of an earlier run in this directory to %s (this run starts afresh; "
+                "resume=true continues a run instead)", len(old), target)
 
-    UAR averages recall over the classes present in the group's targets (a corpus
-    without some class, e.g. CREMA-D without surprise, is not penalised for it).
 
-    Args:
-        predictions, targets: ``[n]`` class indices.
-        groups: ``n`` group names.
+def scored_checkpoint(trainer: L.Trainer, cfg: DictConfig, output_dir: Path) -> Path:
+    """The checkpoint file the run is scored with: the best validation UAR; without one
+    (no checkpoint callback, or ``train=false``), ``cfg.ckpt_path``, else the current
+    weights saved as ``checkpoints/final.ckpt``."""
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.best_model_path:
+        return Path(ckpt.best_model_path)
+    if cfg.get("ckpt_path"):
+        return Path(str(cfg.ckpt_path))
+    final = output_dir / "checkpoints" / "final.ckpt"
+    log.warning("no best checkpoint; scoring the current weights (saved as %s)", final)
+    trainer.save_checkpoint(final)
+    return final
+
+
+def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
+    """Score the validation and test parts of ``dm``'s split with the checkpoint file,
+    under every test-time statistics mode that applies (see :mod:`ser_lightning.scoring`).
 
     Returns:
-        ``{group: {"war": ..., "uar": ..., "n": ...}}`` (fractions in [0, 1]).
+        ``{"val"|"test": {"headline": report, "by_stats": {mode: report}, "part": ScoredPart of the headline}}``
+        (reports of :meth:`~ser_lightning.scoring.ScoredPart.report`).
+
+    Raises:
+        ValueError: ``test_stats`` names a mode that does not apply to the model.
     """
-    out = {}
-    for g in sorted(set(groups)):
-        idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
-        p, t = predictions[idx], targets[idx]
-        recalls = [float((p[t == c] == c).float().mean()) for c in range(n_classes) if (t == c).any()]
-        out[g] = {"war": float((p == t).float().mean()), "uar": sum(recalls) / len(recalls), "n": len(idx)}
+    from ser_lightning.inference import Predictor
+    from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
+
+    device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
+    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")))
+    modes = modes_for(predictor, list(cfg.get("report_stats") or []) or None)
+    headline = UTTERANCE_MODE if not predictor.speaker_normalized else str(cfg.get("test_stats", "training"))
+    if headline not in modes:
+        modes.append(headline)
+    out: dict[str, dict] = {}
+    for part in ("val", "test"):
+        rows = getattr(dm.split, part)
+        args = ([r.path for r in rows], [r.speaker for r in rows], [dm.class_names.index(r.label) for r in rows],
+                dm.waveform_of(rows))
+        by_stats, parts = {}, {}
+        for mode in modes:
+            parts[mode] = score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
+                                           seed=int(cfg.get("enrol_seed", 0)))
+            by_stats[mode] = parts[mode].report(dm.class_names)
+        out[part] = {"headline": by_stats[headline], "by_stats": by_stats, "part": parts[headline], "mode": headline}
     return out
 
 
-def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
-    """Write ``metrics.json`` and ``confusion_matrix.png`` and print the result table."""
+def headline_metrics(scores: dict[str, dict], parts=("val", "test")) -> dict[str, float]:
+    """``<part>/war``, ``<part>/uar``, ``<part>/f1_macro`` of the headline statistics mode."""
+    return {f"{part}/{key}": float(scores[part]["headline"][key]) for part in parts for key in ("war", "uar", "f1_macro")}
+
+
+def log_test_figures(loggers: list, confusion, class_names: list[str]) -> None:
+    """The test confusion matrix and per-class table to W&B (when a W&B logger is set)."""
+    from ser_lightning.wandb_media import log_test_figures as log_wandb
+
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            log_wandb(lg, confusion, class_names)
+
+
+def write_report(cfg, dm, model, trainer, metrics, scores, best: Path, timer, wall_seconds) -> None:
+    """Write ``metrics.json``, ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
+    print the result table."""
     output_dir = Path(cfg.paths.output_dir)
     ckpt = trainer.checkpoint_callback
-    confusion = getattr(model, "last_test_confusion", None)
+    test = scores["test"]
+    confusion = np.asarray(test["headline"]["confusion_matrix"])
+    try:
+        best_rel = str(best.resolve().relative_to(output_dir.resolve()))
+    except ValueError:
+        best_rel = str(best)
     report = {
-        **{k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))},
+        **{k: v for k, v in metrics.items() if k.split("/")[0] in ("val", "test") and k.split("/")[-1] in ("war", "uar", "f1_macro")},
+        "scoring": str(cfg.get("scoring", "windows")),
+        "test_stats": test["mode"],
+        "test_by_stats": test["by_stats"],
+        "val_by_stats": {m: {k: v for k, v in r.items() if k in ("war", "uar", "f1_macro", "n")} for m, r in scores["val"]["by_stats"].items()},
+        "per_speaker_confusion": test["headline"]["per_speaker_confusion"],
+        # the training loop's selection score (centred clips, validation speakers' own statistics)
         "best_val_uar": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
-        "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
+        # relative to the run directory: what eval.py, ensembles and results load
+        "best_checkpoint": best_rel,
         "epochs": trainer.current_epoch,
         "epoch_seconds": timer.seconds if timer else [],
         "data_wait_fraction": next((c.fractions for c in trainer.callbacks if isinstance(c, DataWaitTimer)), []),
@@ -201,20 +277,22 @@ def write_report(cfg, dm, model, trainer, metrics, timer, wall_seconds) -> None:
         "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test),
         "skipped_files": len(dm.skipped),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "confusion_matrix": confusion.tolist() if confusion is not None else None,
-        "per_class": per_class_metrics(confusion.numpy(), dm.class_names) if confusion is not None else None,
+        "confusion_matrix": confusion.tolist(),
+        "per_class": per_class_metrics(confusion, dm.class_names),
     }
-    predictions = getattr(model, "last_test_predictions", None)
-    corpora = [r.corpus for r in dm.split.test]
-    if len(set(corpora)) > 1 and (predictions is None or len(predictions) != len(corpora)):
-        log.warning("no per-corpus test metrics: %s test predictions for %d test files (limit_test_batches or several devices)",
-                    "no" if predictions is None else len(predictions), len(corpora))
-    elif len(set(corpora)) > 1:
-        report["test_by_corpus"] = metrics_by_group(predictions, dm.targets("test"), corpora, len(dm.class_names))
+    part = test["part"]
+    if len(set(part.corpora)) > 1:
+        from ser_lightning.scoring import by_group
+
+        report["test_by_corpus"] = by_group(part, part.corpora)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-    if confusion is not None:
-        write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")
-        plot_confusion_matrix(confusion.numpy(), dm.class_names, output_dir / "confusion_matrix.png",
-                              title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol})")
+    write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")
+    plot_confusion_matrix(confusion, dm.class_names, output_dir / "confusion_matrix.png",
+                          title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol}; {report['scoring']}, "
+                                f"{report['test_stats']} statistics)")
     title = f"{cfg.data.corpus} / {cfg.model.backbone.name} / {dm.feature_config.kind} — {dm.split.describe()}"
-    print("\n" + format_table(metrics, title) + f"\nrun directory: {output_dir}\n")
+    note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}"
+    others = [f"{m} {100 * r['uar']:.1f}" for m, r in test["by_stats"].items() if m != test["mode"]]
+    if others:
+        note += f" (test UAR % under the other statistics: {', '.join(others)})"
+    print("\n" + format_table(metrics, title) + f"\n{note}\nrun directory: {output_dir}\n")

@@ -9,7 +9,7 @@ Logged keys:
 - ``val/examples`` (every validation epoch): a table of ``num_clips`` fixed validation
   clips (one per class first) with the audio, its log-mel/MFCC image as the model sees
   it, the true and the predicted label and the predicted probability.
-- ``test/confusion_matrix`` (after testing the best checkpoint): W&B's confusion-matrix
+- ``test/confusion_matrix`` (after scoring the best checkpoint, :func:`log_test_figures`): W&B's confusion-matrix
   chart (its data table is stored as ``test/confusion_matrix_table``).
 - ``test/per_class``: precision, recall, F1 and support per class.
 """
@@ -88,18 +88,21 @@ class WandbFigures(L.Callback):
         logger.log_table("val/examples", columns=["epoch", "clip", "true", "predicted", "probability", "audio", "features"],
                          data=rows, step=trainer.global_step)
 
-    def on_test_end(self, trainer, pl_module) -> None:
-        logger = self._logger(trainer)
-        confusion = getattr(pl_module, "last_test_confusion", None)
-        if logger is None or confusion is None or not trainer.is_global_zero:
-            return
-        import wandb
 
-        cm = np.asarray(confusion, dtype=np.int64)
-        y_true = np.repeat(np.arange(len(cm)), cm.sum(axis=1))
-        preds = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
-        names = list(pl_module.class_names)
-        logger.experiment.log({"test/confusion_matrix": wandb.plot.confusion_matrix(
-            y_true=y_true.tolist(), preds=preds.tolist(), class_names=names, title="test confusion matrix")})
-        table = per_class_metrics(cm, names)
-        logger.log_table("test/per_class", columns=list(table[0]), data=[list(r.values()) for r in table])
+def log_test_figures(logger, confusion, class_names: list[str]) -> None:
+    """Log the test confusion matrix (W&B's chart) and the per-class table to a
+    :class:`~lightning.pytorch.loggers.WandbLogger` (called after the run is scored).
+
+    Args:
+        confusion: ``[n_classes, n_classes]`` counts, rows true class.
+    """
+    import wandb
+
+    cm = np.asarray(confusion, dtype=np.int64)
+    y_true = np.repeat(np.arange(len(cm)), cm.sum(axis=1))
+    preds = np.concatenate([np.repeat(np.arange(len(cm)), row) for row in cm])
+    names = list(class_names)
+    logger.experiment.log({"test/confusion_matrix": wandb.plot.confusion_matrix(
+        y_true=y_true.tolist(), preds=preds.tolist(), class_names=names, title="test confusion matrix")})
+    table = per_class_metrics(cm, names)
+    logger.log_table("test/per_class", columns=list(table[0]), data=[list(r.values()) for r in table])

@@ -198,7 +198,14 @@ class SERDataModule(L.LightningDataModule):
                 speakers=None if speaker_of is None else [speaker_of[r.speaker] for r in part_rows],
             )
         self._audio = audio
+        self._index_of = index_of
         self.write_artifacts()
+
+    def waveform_of(self, rows: list[Utterance]):
+        """``i -> [time]`` float32 waveform (whole, uncropped, at :attr:`sample_rate`) of
+        ``rows[i]``, from the decoded audio (after :meth:`setup`)."""
+        indices = [self._index_of[r.path] for r in rows]
+        return lambda i: self._audio.wave(indices[i])
 
     def _speaker_statistics(self, audio: DecodedAudio, rows: list[Utterance], index_of: dict[str, int]) -> dict[str, int]:
         """Fill :attr:`speaker_norm` with every speaker's feature statistics over all of

@@ -1,8 +1,12 @@
 """The LightningModule shared by every backbone: loss, optimisation and metrics.
 
-Metrics (torchmetrics, multiclass): WAR (weighted average recall = accuracy), UAR
-(unweighted average recall = macro recall, the standard SER metric for imbalanced
-classes, Schuller et al., 2009), macro-F1 and, on test, the confusion matrix.
+Metrics: a confusion matrix is accumulated per epoch (torchmetrics, synchronised across
+devices) and WAR (weighted average recall = accuracy), UAR (unweighted average recall =
+macro recall over the classes with true examples, the standard SER metric for imbalanced
+classes, Schuller et al., 2009) and macro-F1 are computed from it by
+:mod:`ser_lightning.class_report`, the one definition that evaluation, ensembles and the
+results table use too. Testing is not a step of this module: after training the best
+checkpoint file is scored by :mod:`ser_lightning.scoring`, the path every command shares.
 
 The module's hyper-parameters hold everything prediction needs (feature front-end,
 class names, sample rate, clip length) as plain Python values, so a checkpoint is
@@ -17,9 +21,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.features import FeatureConfig
 from ser_lightning.models import build_backbone
 
@@ -27,16 +31,15 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
 
 
-def metric_collection(n_classes: int, prefix: str) -> MetricCollection:
-    """WAR, UAR and macro-F1 for ``n_classes``, named ``<prefix>war`` etc."""
-    return MetricCollection(
-        {
-            "war": MulticlassAccuracy(n_classes, average="micro"),
-            "uar": MulticlassRecall(n_classes, average="macro"),
-            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
+def confusion_scores(confusion: torch.Tensor, class_names: list[str], prefix: str) -> dict[str, float]:
+    """``<prefix>war``, ``<prefix>uar``, ``<prefix>f1_macro`` of a ``[n_classes, n_classes]``
+    confusion matrix (rows true), by :mod:`ser_lightning.class_report`; empty when it holds
+    no example."""
+    cm = confusion.detach().cpu().numpy()
+    if cm.sum() == 0:
+        return {}
+    war, uar = war_uar(cm)
+    return {f"{prefix}war": war, f"{prefix}uar": uar, f"{prefix}f1_macro": macro_f1(per_class_metrics(cm, class_names))}
 
 
 class SERModule(L.LightningModule):
@@ -91,10 +94,8 @@ class SERModule(L.LightningModule):
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         n = len(class_names)
-        self.train_metrics = metric_collection(n, "train/")
-        self.val_metrics = metric_collection(n, "val/")
-        self.test_metrics = metric_collection(n, "test/")
-        self.test_confusion = MulticlassConfusionMatrix(n)
+        self.train_confusion = MulticlassConfusionMatrix(n)
+        self.val_confusion = MulticlassConfusionMatrix(n)
 
     @property
     def sample_rate(self) -> int:
@@ -104,49 +105,33 @@ class SERModule(L.LightningModule):
         """``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``."""
         return self.net(feats)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str) -> torch.Tensor:
         feats, targets = batch
         logits = self(feats)
         # Soft targets [batch, n_classes] (mixup) are scored against their larger part.
         loss = self.criterion(logits, targets)
         hard = targets.argmax(dim=1) if targets.dim() == 2 else targets
-        metrics.update(logits.detach(), hard)
+        confusion.update(logits.detach().argmax(dim=1), hard)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=targets.shape[0], sync_dist=not on_step)
-        return loss if stage != "test" else (loss, logits)
+        return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, self.train_metrics, "train")
+        return self._step(batch, self.train_confusion, "train")
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_metrics, "val")
+        self._step(batch, self.val_confusion, "val")
 
-    def test_step(self, batch, batch_idx):
-        _, logits = self._step(batch, self.test_metrics, "test")
-        self.test_confusion.update(logits.detach(), batch[1])
-        self._test_predictions.append(logits.detach().argmax(dim=1).cpu())
-
-    def _log_epoch(self, metrics: MetricCollection) -> None:
-        self.log_dict(metrics.compute(), prog_bar=True, sync_dist=True)
-        metrics.reset()
+    def _log_epoch(self, confusion: MulticlassConfusionMatrix, prefix: str) -> None:
+        # compute() gathers the matrix over devices, so every rank logs the same scores
+        self.log_dict(confusion_scores(confusion.compute(), self.class_names, prefix), prog_bar=True)
+        confusion.reset()
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch(self.train_metrics)
+        self._log_epoch(self.train_confusion, "train/")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch(self.val_metrics)
-
-    def on_test_epoch_start(self) -> None:
-        self.test_confusion.reset()
-        self._test_predictions: list[torch.Tensor] = []
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch(self.test_metrics)
-        # Kept for the run's confusion-matrix plot (rows: true class, columns: predicted).
-        self.last_test_confusion = self.test_confusion.compute().cpu()
-        # Predicted class per test example in test-loader order (single device), for
-        # per-corpus metrics of combined runs.
-        self.last_test_predictions = torch.cat(self._test_predictions) if self._test_predictions else None
+        self._log_epoch(self.val_confusion, "val/")
 
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)
