@@ -43,3 +43,15 @@ def write_tone(path: Path, seconds: float = 1.0, sr: int = 16000, freq: float = 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), wave.astype(np.float32), sr, format=fmt)
     return path
+
+
+def corrupt_middle(src: Path, dst: Path, start: float = 0.4, end: float = 0.6, seed: int = 0) -> Path:
+    """Copy ``src`` to ``dst`` with the bytes from ``start`` to ``end`` (fractions of the
+    file size) replaced by random bytes: a valid header and damaged data, the way a
+    FLAC file breaks in a bad copy (libsndfile: "flac decoder lost sync"). Returns ``dst``."""
+    data = bytearray(src.read_bytes())
+    a, b = int(len(data) * start), int(len(data) * end)
+    data[a:b] = np.random.default_rng(seed).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(data))
+    return dst

@@ -4,7 +4,8 @@ import soundfile as sf
 
 from ser_lightning.data.audio import AudioDecodeError, fit_length, load_audio, to_mono_resampled
 from ser_lightning.data.cache import cache_key, decode_files, load_or_decode
-from tests.conftest import write_tone
+from ser_lightning.streaming import AudioStream
+from tests.conftest import corrupt_middle, write_tone
 
 
 def test_flac_at_16k_is_read_as_is(data_dir):
@@ -102,3 +103,64 @@ def test_cached_and_uncached_decoding_agree(data_dir, tmp_path):
     cached = load_or_decode(paths, 16000, tmp_path)
     np.testing.assert_array_equal(np.asarray(cached.samples), direct.samples)
     np.testing.assert_array_equal(cached.offsets, direct.offsets)
+
+
+# --- damage after a valid header (issue 14: "flac decoder lost sync") ------------------
+
+
+def _libsndfile_reason(path) -> str:
+    """What plain ``soundfile.read`` says about ``path`` (it must fail)."""
+    with pytest.raises(sf.LibsndfileError) as info:
+        sf.read(str(path))
+    return str(info.value).split(": ", 1)[-1]
+
+
+def test_flac_corrupted_mid_stream_is_a_decode_error_for_whole_file_and_block_decoding(data_dir, tmp_path):
+    src = data_dir / "savee" / "ALL" / "DC_a01.flac"
+    bad = corrupt_middle(src, tmp_path / "DC_a01.flac")
+    header = sf.info(str(bad))  # the header is intact: the damage only shows while decoding
+    assert header.frames == sf.info(str(src)).frames and header.duration > 3
+    reason = _libsndfile_reason(bad)
+    assert "lost sync" in reason
+    with pytest.raises(AudioDecodeError) as whole:
+        load_audio(bad)
+    assert str(bad) in str(whole.value) and reason in str(whole.value)
+    blocks = []
+    with AudioStream(bad, 16000, block_seconds=0.5) as stream:  # opening succeeds
+        with pytest.raises(AudioDecodeError) as streamed:
+            for block in stream.blocks():
+                blocks.append(block)
+    assert blocks, "the first blocks (before the damage at 40 % of the file) decode"
+    assert sum(map(len, blocks)) < header.frames
+    assert str(bad) in str(streamed.value) and reason in str(streamed.value) and "corrupted after" in str(streamed.value)
+
+
+def test_cache_lists_mid_stream_and_cut_header_flac_and_keeps_the_others(data_dir, tmp_path):
+    good = [data_dir / "savee" / "ALL" / f"JE_h0{i}.flac" for i in (1, 2)]
+    bad = corrupt_middle(data_dir / "savee" / "ALL" / "DC_a01.flac", tmp_path / "DC_a01.flac")
+    cut = tmp_path / "cut_header.flac"
+    cut.write_bytes(good[0].read_bytes()[:30])  # header cut before the audio data
+    paths = [str(good[0]), str(bad), str(cut), str(good[1])]
+    first = load_or_decode(paths, 16000, tmp_path / "cache")
+    assert set(first.errors) == {str(bad), str(cut)}
+    assert _libsndfile_reason(bad) in first.errors[str(bad)] and "cannot decode as audio" in first.errors[str(cut)]
+    for i in (0, 3):
+        np.testing.assert_array_equal(first.wave(i), load_audio(paths[i]))
+    assert first.wave(1).shape[0] == 0 and first.wave(2).shape[0] == 0
+    again = load_or_decode(paths, 16000, tmp_path / "cache")  # reused cache: same errors, same waves
+    assert isinstance(again.samples, np.memmap) and again.errors == first.errors
+    np.testing.assert_array_equal(again.wave(3), first.wave(3))
+
+
+def test_a_damaged_cache_is_decoded_again_not_trusted(data_dir, tmp_path, caplog):
+    paths = [str(p) for p in sorted((data_dir / "savee" / "ALL").glob("JK_n0[12].flac"))]
+    assert len(paths) == 2
+    first = load_or_decode(paths, 16000, tmp_path)
+    expected = np.array(first.samples)  # a copy: the memory map's file is damaged below
+    del first.samples
+    npy = next(tmp_path.glob("*.npy"))
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])  # e.g. a disk that filled up
+    again = load_or_decode(paths, 16000, tmp_path)
+    assert "damaged" in caplog.text
+    np.testing.assert_array_equal(np.asarray(again.samples), expected)
+    np.testing.assert_array_equal(again.offsets, first.offsets)

@@ -142,7 +142,8 @@ class AudioStream:
     Raises:
         AudioDecodeError: when opening: missing path, a folder, no read permission,
             an empty (0-byte) file, not audio, a header broken beyond use, or zero-length
-            audio (no samples). While reading: NaN or infinite samples.
+            audio (no samples). While reading (:meth:`blocks`): NaN or infinite
+            samples, or data that libsndfile cannot decode.
     """
 
     def __init__(self, path: str | Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS):
@@ -160,8 +161,9 @@ class AudioStream:
         :func:`ser_lightning.data.audio.load_audio` of the file.
 
         Raises:
-            AudioDecodeError: NaN/infinite samples (in the block holding them; earlier
-                blocks have been yielded).
+            AudioDecodeError: NaN/infinite samples, or libsndfile failing to decode a
+                block (corrupted data after a valid header, e.g. "flac decoder lost
+                sync"); raised at the block concerned, earlier blocks have been yielded.
         """
         fh, src_rate = self._file, self.info.sample_rate
         resampler = None
@@ -169,7 +171,14 @@ class AudioStream:
             resampler = soxr.ResampleStream(src_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
         delivered = 0
         while True:
-            block = fh.read(self.block_frames, dtype="float32", always_2d=True)
+            try:
+                block = fh.read(self.block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                # Damage after the header (a FLAC frame that lost sync, a read error) shows
+                # only when its block is decoded: the file fails as a whole, like load_audio.
+                detail = str(exc).split(": ", 1)[-1] if isinstance(exc, sf.LibsndfileError) else str(exc)
+                raise AudioDecodeError(
+                    f"{self.path}: cannot decode as audio: the data is corrupted after {delivered / src_rate:.1f} s ({detail})") from exc
             last = block.shape[0] < self.block_frames
             mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
             if not np.isfinite(mono).all():

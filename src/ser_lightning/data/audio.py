@@ -65,14 +65,17 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
 
     Raises:
         AudioDecodeError: missing or unreadable file, not audio, truncated beyond
-            repair, no samples, or NaN/infinite samples.
+            repair, data corrupted after the header (libsndfile's reason is quoted), no
+            samples, or NaN/infinite samples.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(f"{path}: no such file")
     try:
         audio, orig_sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
+        # also damage after a valid header: libsndfile fails while decoding the data
+        # ("flac decoder lost sync"), not when opening the file
         raise AudioDecodeError(f"{path}: cannot decode as audio ({exc})") from exc
     return to_mono_resampled(audio, orig_sr, sample_rate, str(path))
 

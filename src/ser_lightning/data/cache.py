@@ -72,6 +72,8 @@ def _decode_one(path: str, sample_rate: int, min_samples: int) -> tuple[np.ndarr
         wave = load_audio(path, sample_rate)
     except AudioDecodeError as exc:
         return None, str(exc)
+    except MemoryError:
+        return None, f"{path}: too large to decode in memory"
     if wave.shape[0] < min_samples:
         return None, f"{path}: too short ({wave.shape[0] / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s)"
     if not np.any(wave):
@@ -114,7 +116,11 @@ def load_or_decode(
 ) -> DecodedAudio:
     """Return the decoded waveforms of ``paths``, from the disk cache when it is valid.
 
-    With ``cache_dir=None`` the audio is decoded into memory and nothing is written.
+    Every file that cannot be used (missing, not audio, a header or data that libsndfile
+    cannot decode, too short, digital silence) goes into ``errors`` with its reason; the
+    other files are still decoded. With ``cache_dir=None`` the audio is decoded into
+    memory and nothing is written. A damaged cache (edited, truncated or not matching
+    ``paths``) is decoded again, not trusted.
     The cache file is written atomically (temporary name, then rename), so an
     interrupted first run never leaves a half-written cache behind.
     """
@@ -124,14 +130,10 @@ def load_or_decode(
     key = cache_key(paths, sample_rate) + f"-min{min_seconds:g}"
     data_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if data_file.is_file() and meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        log.info("waveform cache hit: %s", data_file)
-        return DecodedAudio(
-            np.load(data_file, mmap_mode="r"),
-            np.asarray(meta["offsets"], dtype=np.int64),
-            meta["errors"],
-            meta["sample_rate"],
-        )
+        cached = _read_cache(data_file, meta_file, paths, sample_rate)
+        if cached is not None:
+            log.info("waveform cache hit: %s", data_file)
+            return cached
     log.info("decoding %d files at %d Hz into cache %s", len(paths), sample_rate, data_file)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = data_file.with_suffix(f".tmp{os.getpid()}.npy")
@@ -143,6 +145,34 @@ def load_or_decode(
     # The run reads the file it just wrote through a memory map: the decoded corpus is
     # never held in this process's memory as a whole (docs/PERFORMANCE.md, memory).
     return DecodedAudio(np.load(data_file, mmap_mode="r"), offsets, errors, sample_rate)
+
+
+def _read_cache(data_file: Path, meta_file: Path, paths: list[str], sample_rate: int) -> DecodedAudio | None:
+    """The cached waves, or ``None`` (logged) when the cache files are damaged or do not
+    describe ``paths``: the caller then decodes again, so a damaged cache costs time,
+    never a crash or the wrong audio. Files that failed to decode when the cache was
+    written come back in ``errors`` with their reasons (they are not retried: the key
+    changes when a file does)."""
+    try:
+        meta = json.loads(meta_file.read_text())
+        offsets = np.asarray(meta["offsets"], dtype=np.int64)
+        errors = {str(k): str(v) for k, v in meta["errors"].items()}
+        samples = np.load(data_file, mmap_mode="r")
+        problems = []
+        if meta.get("paths", paths) != paths:
+            problems.append("it lists other files")
+        if int(meta["sample_rate"]) != sample_rate:
+            problems.append(f"its rate is {meta['sample_rate']} Hz")
+        if offsets.shape != (len(paths) + 1,) or samples.ndim != 1 or samples.shape[0] != offsets[-1]:
+            problems.append(f"{samples.shape} samples do not match its {offsets.shape[0]} offsets")
+        if not set(errors) <= set(paths):
+            problems.append("its errors name files it does not list")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # half-written, edited or foreign files
+        problems = [f"{type(exc).__name__}: {exc}"]
+    if problems:
+        log.warning("waveform cache %s is damaged (%s); decoding the files again", data_file, "; ".join(problems))
+        return None
+    return DecodedAudio(samples, offsets, errors, sample_rate)
 
 
 def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, target: Path) -> tuple[np.ndarray, dict[str, str]]:

@@ -22,18 +22,18 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
-from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
+from ser_lightning.data.corpora import Utterance, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
-from ser_lightning.data.splits import Split, make_split, stratified_subset
+from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
+from ser_lightning.data.splits import Split
+from ser_lightning.data.usable import DataQualityError, drop_unusable, read_rows, split_usable
 from ser_lightning.features import FeatureConfig, FeatureExtractor
 from ser_lightning.labels import sort_labels
 from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 
 log = logging.getLogger(__name__)
 
-
-class DataQualityError(RuntimeError):
-    """More files than allowed could not be decoded or were too short."""
+__all__ = ["DataQualityError", "SERDataModule"]  # DataQualityError lives in data/usable.py
 
 
 class SERDataModule(L.LightningDataModule):
@@ -144,6 +144,16 @@ class SERDataModule(L.LightningDataModule):
         #: features.normalize=speaker: statistics pooled over the training speakers (the
         #: fallback of prediction when a recording's own statistics are not wanted).
         self.training_stats: FeatureStats | None = None
+        #: What the model is trained on, for its checkpoint: the data settings
+        #: (:func:`~ser_lightning.data.recorded_split.data_fingerprint`) and, after
+        #: :meth:`setup`, the split's fingerprint.
+        self.data_settings = data_fingerprint({
+            "corpus": corpus, "split": split, "seed": seed, "fold": fold, "num_folds": num_folds,
+            "val_fraction": val_fraction, "test_fraction": test_fraction, "gender": gender,
+            "test_speakers": test_speakers, "train_speakers": train_speakers, "reader_args": self.reader_args,
+            "extra_labels": list(self.extra_labels), "sample_rate": sample_rate, "clip_seconds": clip_seconds,
+            "min_seconds": min_seconds, "subset_fraction": subset_fraction})
+        self.split_fingerprint: str | None = None
 
     @property
     def clip_samples(self) -> int:
@@ -151,14 +161,7 @@ class SERDataModule(L.LightningDataModule):
 
     def read_rows(self) -> list[Utterance]:
         """The corpus manifest after the gender filter."""
-        kwargs = {"extra_labels": self.extra_labels} if self.corpus == "manifest" else {}
-        kwargs.update(self.reader_args)
-        rows = read_corpus(self.corpus, self.root, **kwargs)
-        if self.gender:
-            rows = [r for r in rows if r.gender == self.gender]
-            if not rows:
-                raise ValueError(f"data.gender={self.gender}: no {self.gender} speakers in {self.corpus}")
-        return rows
+        return read_rows(self.corpus, self.root, self.gender, self.reader_args, self.extra_labels)
 
     def prepare_data(self) -> None:
         """Fill the waveform cache once (rank 0 only under DDP)."""
@@ -169,27 +172,15 @@ class SERDataModule(L.LightningDataModule):
         """Read, decode (or load the cache), drop bad files, split and build datasets."""
         if self._datasets:
             return
-        rows = self.read_rows()
-        audio = load_or_decode([r.path for r in rows], self.sample_rate, self.cache_dir, self.min_seconds)
-        self.skipped = dict(audio.errors)
-        if self.skipped:
-            log.warning("skipped %d of %d files that cannot be used:\n  %s", len(self.skipped), len(rows), "\n  ".join(self.skipped.values()))
-        if len(self.skipped) > self.max_bad_fraction * len(rows):
-            raise DataQualityError(
-                f"{len(self.skipped)} of {len(rows)} files of {self.corpus} cannot be used "
-                f"(more than data.max_bad_fraction={self.max_bad_fraction}); first: {next(iter(self.skipped.values()))}"
-            )
-        good = [(i, r) for i, r in enumerate(rows) if r.path not in self.skipped]
-        index_of = {r.path: i for i, r in good}
-        self.class_names = sort_labels({r.label for _, r in good})
-        self.split = make_split([r for _, r in good], **self.split_args)
-        if self.subset_fraction < 1.0:
-            n_all = len(self.split.train)
-            self.split.train = stratified_subset(self.split.train, self.subset_fraction, self.split_args["seed"])
-            log.info("data.subset_fraction=%g: training on %d of %d training clips", self.subset_fraction, len(self.split.train), n_all)
-        log.info("split %s", self.split.describe())
+        # unusable files are dropped before the split (data/usable.py: the one way to do it)
+        usable = drop_unusable(self.read_rows(), self.sample_rate, self.cache_dir, self.min_seconds, self.max_bad_fraction, self.corpus)
+        audio, self.skipped, good, index_of = usable.audio, usable.skipped, usable.good, usable.index_of()
+        self.class_names = sort_labels({r.label for r in good})
+        self.split = split_usable(good, subset_fraction=self.subset_fraction, **self.split_args)
+        self.split_fingerprint = split_fingerprint(self.split, self.root)
+        log.info("split %s (fingerprint %s)", self.split.describe(), self.split_fingerprint)
         target_of = {c: k for k, c in enumerate(self.class_names)}
-        speaker_of = self._speaker_statistics(audio, [r for _, r in good], index_of) if self.feature_config.normalize == "speaker" else None
+        speaker_of = self._speaker_statistics(audio, good, index_of) if self.feature_config.normalize == "speaker" else None
         for part in ("train", "val", "test"):
             part_rows = getattr(self.split, part)
             self._datasets[part] = ClipDataset(
@@ -226,13 +217,17 @@ class SERDataModule(L.LightningDataModule):
         return speaker_of
 
     def write_artifacts(self) -> None:
-        """Save the three split manifests and the skipped-file list in the run directory."""
+        """Save the three split manifests (``splits/{train,val,test}.csv``), their
+        description (``splits/split.json``: the root their paths are relative to, the
+        fingerprint, the protocol, the data settings) and the skipped-file list in the
+        run directory."""
         if self.output_dir is None or self.split is None:
             return
         out = Path(self.output_dir) / "splits"
         out.mkdir(parents=True, exist_ok=True)
         for part in ("train", "val", "test"):
             write_manifest(getattr(self.split, part), out / f"{part}.csv")
+        write_split_metadata(self.split, self.root, out, self.data_settings)
         with (Path(self.output_dir) / "skipped_files.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["path", "reason"])
