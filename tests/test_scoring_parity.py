@@ -88,7 +88,8 @@ def test_eval_part_test_reproduces_metrics_json(run, data_dir, tmp_path):
 def test_centre_scoring_agrees_between_eval_and_predict(run, data_dir):
     out, metrics = run
     ckpt = out / metrics["best_checkpoint"]
-    report = evaluate_checkpoint(ckpt, {"corpus": "savee", "root": str(data_dir / "savee")}, part="test", scoring="center",
+    data = {"corpus": "savee", "root": str(data_dir / "savee"), "split": "speaker", "seed": 42}  # conf/data/savee.yaml
+    report = evaluate_checkpoint(ckpt, data, part="test", scoring="center",
                                  report_stats=["training"], device="cpu")
     rows = _test_rows(out)
     predictions = Predictor.from_checkpoint(ckpt, device="cpu", scoring="center").predict([r["path"] for r in rows])

@@ -113,16 +113,27 @@ def recorded_rows(ckpt_paths: list[str | Path], part: str, data_cfg: dict) -> li
     """One part of the split the checkpoint(s) were trained with, read from the run's
     ``splits/<part>.csv`` (never re-derived), with paths under ``data_cfg["root"]``.
 
+    The checkpoint's recorded data settings must match ``data_cfg`` (another ``seed``,
+    ``split``, ``fold``, ``reader_args`` ... would describe another split), and the CSVs
+    must have the split fingerprint the checkpoint recorded.
+
     Raises:
-        SplitMismatchError: a run without recorded splits, members trained on different
-            splits, or a recorded split that does not match the checkpoint's
-            fingerprint or the data settings given (the message names what differs).
+        SplitMismatchError: a run without recorded splits, data settings that differ
+            from the checkpoint's (each named), a recorded split whose fingerprint is not
+            the checkpoint's, or ensemble members trained on different splits.
     """
-    from ser_lightning.data.recorded_split import SplitMismatchError, read_recorded_split
+    from ser_lightning.data.recorded_split import SplitMismatchError, describe_mismatch, read_recorded_split
+    from ser_lightning.inference import load_checkpoint
 
     split = None
     for ckpt in ckpt_paths:
-        member = read_recorded_split(run_dir_of(ckpt), data_root=data_cfg.get("root"), checkpoint=ckpt, data_settings=data_cfg)
+        hp = load_checkpoint(ckpt)["hyper_parameters"]
+        if hp.get("data_settings"):
+            differs = describe_mismatch(hp["data_settings"], data_cfg)
+            if differs:
+                raise SplitMismatchError(f"{ckpt} was trained with other data settings than the ones given, so part={part} "
+                                         f"would not be its {part} part: {'; '.join(differs)}")
+        member = read_recorded_split(run_dir_of(ckpt), data_root=data_cfg.get("root"), fingerprint=hp.get("split_fingerprint"))
         if split is not None and [r.path for r in getattr(member, part)] != [r.path for r in getattr(split, part)]:
             raise SplitMismatchError(f"ensemble member {ckpt} was trained on another split than {ckpt_paths[0]} ({part} part differs)")
         split = split or member

@@ -163,8 +163,15 @@ def _quiet_exporter_logs():
         logging.getLogger(name).setLevel(logging.WARNING if name != "torch.onnx" else logging.ERROR)
 
 
-def export_onnx(module: WaveformClassifier, path: Path, metadata: dict, example: torch.Tensor) -> None:
-    """Write ``module`` as ONNX with dynamic batch and sample axes and ``metadata``.
+def export_onnx(module: WaveformClassifier, path: Path, metadata: dict, example: torch.Tensor) -> int | None:
+    """Write ``module`` as ONNX with a dynamic batch axis and ``metadata``.
+
+    The sample axis is dynamic where the backbone allows it; cnn1d's ``ceil_mode``
+    max-pooling makes ``torch.export`` specialise it, and the graph then takes exactly
+    ``example``'s length (the model's clip: what the scoring path feeds it).
+
+    Returns:
+        The fixed number of samples per row, or ``None`` when any length >= ``n_fft`` works.
 
     Raises:
         ExportError: the exporter (or its ``onnxscript`` dependency) is missing or fails.
@@ -180,7 +187,7 @@ def export_onnx(module: WaveformClassifier, path: Path, metadata: dict, example:
     module = WaveformClassifier(onnx_friendly(module.features), module.model,
                                 (module.mean[:, 0], module.std[:, 0]) if module.normalize else None).eval()
     n_fft = module.features.config.n_fft
-    dims = {"waveform": {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("samples", min=n_fft)}}
+    dims = {"waveform": {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim.AUTO}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -189,11 +196,16 @@ def export_onnx(module: WaveformClassifier, path: Path, metadata: dict, example:
     except Exception as exc:  # the exporter raises many types; all mean "not exported"
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
     proto = program.model_proto
+    fixed = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value or None
+    if fixed is not None and fixed < n_fft:
+        raise ExportError(f"the exported graph takes {fixed} samples per row, fewer than one STFT frame ({n_fft})")
+    metadata = {**metadata, "samples": fixed if fixed is not None else f"any >= {n_fft}"}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(proto)
     onnx.save_model(proto, str(path))
+    return fixed
 
 
 def export_torchscript(module: WaveformClassifier, path: Path, metadata: dict, example: torch.Tensor) -> None:
@@ -269,7 +281,10 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     checks = check_waveforms(predictor.sample_rate, predictor.clip_seconds)
     example = torch.from_numpy(checks[0])
     path.parent.mkdir(parents=True, exist_ok=True)
-    (export_onnx if format == "onnx" else export_torchscript)(module, path, metadata, example)
+    fixed = (export_onnx if format == "onnx" else export_torchscript)(module, path, metadata, example)
+    if fixed is not None:  # a graph of one clip length is checked on clips of that length
+        checks = [w for w in checks if w.shape[1] == fixed]
+        metadata["input"] = f"waveform [batch, {fixed}] float32 (one clip), mono, at sample_rate, in [-1, 1]"
     worst = 0.0
     for waves in checks:  # the reference is the scoring path itself, not the module just exported
         expected = predictor.probabilities(waves)

@@ -103,7 +103,8 @@ def recording_stats(extract: nn.Module, waves: Iterable[np.ndarray], n_features:
     """
     stats = FeatureStats(n_features)
     for wave in waves:
-        wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+        wave = np.asarray(wave, dtype=np.float32)
+        wave = torch.from_numpy(wave if wave.flags.writeable else wave.copy())  # the cache is a read-only memory map
         for start in range(0, max(len(wave), 1), chunk_samples):
             piece = wave[start:start + chunk_samples]
             if len(piece) == 0:

@@ -64,6 +64,8 @@ def build_model(cfg: DictConfig, dm) -> L.LightningModule:
         features=dm.feature_config.to_dict(),
         clip_seconds=dm.clip_seconds,
         feature_stats=None if dm.training_stats is None else {"mean": dm.training_stats.mean.tolist(), "std": dm.training_stats.std.tolist()},
+        data_settings=dm.data_settings,
+        split_fingerprint=dm.split_fingerprint,
         _convert_="all",
     )
 
@@ -273,6 +275,7 @@ def write_report(cfg, dm, model, trainer, metrics, scores, best: Path, timer, wa
         "data_wait_fraction": next((c.fractions for c in trainer.callbacks if isinstance(c, DataWaitTimer)), []),
         "wall_seconds": wall_seconds,
         "split": dm.split.describe(),
+        "split_fingerprint": dm.split_fingerprint,
         "class_names": dm.class_names,
         "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test),
         "skipped_files": len(dm.skipped),

@@ -57,6 +57,11 @@ class SERModule(L.LightningModule):
         feature_stats: with ``features.normalize=speaker``, the feature mean and standard
             deviation pooled over the training speakers, ``{"mean": [n_features],
             "std": [n_features]}``; kept in the checkpoint for prediction.
+        data_settings: the data settings the model was trained with
+            (:func:`~ser_lightning.data.recorded_split.data_fingerprint`), checked by
+            ``eval.py part=...`` against the data it is given.
+        split_fingerprint: the fingerprint of the split it was trained, validated and
+            tested on (:func:`~ser_lightning.data.recorded_split.split_fingerprint`).
 
     Raises:
         ValueError: an unknown optimizer or scheduler, a non-positive learning rate,
@@ -74,6 +79,8 @@ class SERModule(L.LightningModule):
         label_smoothing: float = 0.0,
         class_weights: list[float] | None = None,
         feature_stats: dict | None = None,
+        data_settings: dict | None = None,
+        split_fingerprint: str | None = None,
     ):
         super().__init__()
         optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
