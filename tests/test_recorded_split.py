@@ -20,6 +20,7 @@ from ser_lightning.data.recorded_split import (
     compare_splits,
     data_fingerprint,
     describe_mismatch,
+    find_run_dir,
     read_recorded_split,
     split_fingerprint,
 )
@@ -110,6 +111,9 @@ def test_recorded_split_reads_back_what_training_wrote(crema_run):
     split = read_recorded_split(run, fingerprint=dm.split_fingerprint)
     assert _rows(split) == _rows(dm.split) and split.protocol == "random"
     assert len(split.test) == 2 and len(split.train) + len(split.val) + len(split.test) == 12
+    assert find_run_dir(run / "checkpoints" / "best.ckpt") == run
+    with pytest.raises(SplitMismatchError, match="no recorded split"):
+        find_run_dir(run.parent / "loose.ckpt")
 
 
 def test_recorded_split_moves_to_a_new_data_root_also_for_runs_without_split_json(crema_run, data_dir, tmp_path):

@@ -321,3 +321,17 @@ def compare_splits(recorded: Split, current: Split, root: str | Path, current_ro
             + line("files not in the recorded split", [p for p in b if p not in a])
             + line("files in another part", [f"{p} ({a[p][0]} -> {b[p][0]})" for p in common if a[p][0] != b[p][0]])
             + line("files with another label", [f"{p} ({a[p][1]} -> {b[p][1]})" for p in common if a[p][1] != b[p][1]]))
+
+
+def find_run_dir(ckpt_path: str | Path) -> Path:
+    """The run directory of a checkpoint: the nearest folder above ``ckpt_path`` holding
+    ``splits/`` (``<run>/checkpoints/best.ckpt`` -> ``<run>``).
+
+    Raises:
+        SplitMismatchError: no folder above the checkpoint holds a recorded split.
+    """
+    for folder in Path(ckpt_path).absolute().parents:
+        if (folder / "splits").is_dir():
+            return folder
+    raise SplitMismatchError(f"no recorded split (a splits/ folder) above checkpoint {ckpt_path}: "
+                             f"was it moved out of its run directory?")
