@@ -472,6 +472,7 @@ runs' test scores (`nested selection` lines; targets are judged on them). When v
 ties between some recipes of a fold, the one with the fewest parameters is chosen, then
 the first by name; when every recipe of a fold ties (TESS's same-speaker validation set,
 which all recipes master), validation cannot choose and no nested figure is given. The
+nested figure's interval resamples the chosen runs and takes the choices as given. The
 per-recipe rows are for reference: picking the best test row would select on test data.
 
 Ensembles (`results.py ensemble`, recipe model "ensemble of N ..."): per job, the mean class

@@ -11,12 +11,15 @@ nested rule (Varma & Simon, 2006; Cawley & Talbot, 2010) avoids both:
   *on that fold* (its best checkpoint's, :func:`ser_lightning.aggregate.validation_uar`);
 - the reported figure is the mean over folds of the chosen recipes' test scores, with a
   hierarchical bootstrap interval (:mod:`ser_lightning.bootstrap`) over the chosen runs.
+  The interval takes the choices as given: it does not include how differently
+  validation might have chosen on resampled data.
 
 Ties (validation UARs equal to :data:`TIE_TOLERANCE`): when *every* candidate of a fold
 ties (a validation set every recipe masters, such as TESS's same-speaker one), validation
 cannot choose and the fold has **no choice**; the protocol then gets no nested figure.
 When only some tie at the top, the tie goes to the recipe with the fewest trainable
-parameters (``metrics.json``'s ``parameters``; a run without it counts as larger), then
+parameters (``metrics.json``'s ``parameters``; a run without it, such as an ensemble,
+counts as larger), then
 to the first recipe tag in alphabetical order: deterministic, and blind to test data.
 """
 
