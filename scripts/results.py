@@ -20,6 +20,15 @@ deleted. ``table`` first refreshes the records of every run directory present, t
 reads the records only: every number in RESULTS.md comes from a ``metrics.json`` written
 by a run, with the command that produced it.
 
+``table`` writes, per protocol, one row per recipe with its test UAR under every
+test-time statistics mode its runs were scored with (``metrics.json``'s
+``test_by_stats``: transductive, enrolment with k=4 and k=8, training statistics,
+utterance), each as mean ± std over folds and a hierarchical bootstrap 95 % interval
+(:mod:`ser_lightning.bootstrap`), and a nested recipe selection per mode
+(:mod:`ser_lightning.selection`: per fold, the recipe with the best validation UAR on
+that fold); targets are judged on the nested figure. Records made before per-mode
+scoring show their ``test/*`` under the mode they were scored with (marked †).
+
 ``ensemble`` scores, job by job, the average of the class probabilities of finished
 recipes of a protocol (:mod:`ser_lightning.ensemble`; for example the same recipe trained
 with several seeds) and writes it as one more recipe, ``outputs/results/<protocol>/<tag>/``,
@@ -43,7 +52,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser_lightning.aggregate import mean_std
+from ser_lightning.aggregate import (
+    MODE_TITLES,
+    MODES,
+    is_legacy,
+    legacy_mode,
+    mean_std,
+    mode_order,
+    scores_by_stats,
+    validation_uar,
+)
+from ser_lightning.bootstrap import hierarchical_bootstrap_ci
+from ser_lightning.selection import NestedSelection, fold_confusions, nested_selection
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "outputs" / "results"
@@ -308,7 +328,8 @@ def _augmentations(job_dir: Path) -> str:
         return "—"
     from omegaconf import OmegaConf
 
-    augment = OmegaConf.to_container(OmegaConf.load(cfg).get("augment") or {})
+    augment = OmegaConf.load(cfg).get("augment")
+    augment = OmegaConf.to_container(augment) if augment else {}  # an empty section is a falsy DictConfig
     names = [k for k, v in augment.items() if v and v.get("enabled", True) and v.get("p", 1.0) > 0]
     return ", ".join(names) or "none"
 
@@ -329,25 +350,85 @@ def protocol_command(command: str) -> str:
     return re.sub(r" --(jobs|no-start-after) \S+", "", command)
 
 
-def select_by_validation(runs: list[dict], protocol: str) -> str | None:
-    """The recipe of ``protocol`` that validation data picks: among the recipes with every
-    job of the protocol finished, the one with the highest mean best validation UAR.
-    ``None`` when no recipe is complete, or when several share the highest score (a
-    validation set every recipe masters, such as TESS's same-speaker one, cannot choose).
+def nested_selections(runs: list[dict], protocol: str, seed: int = 0) -> dict[str, NestedSelection]:
+    """The nested recipe selection of ``protocol`` (:func:`ser_lightning.selection.nested_selection`:
+    per fold, the recipe with the best validation UAR on that fold) under every test-time
+    statistics mode some run of it was scored under, in table order."""
+    rs = [r for r in runs if r["protocol"] == protocol]
+    modes = mode_order(m for r in rs for m in _scores(r))
+    return {mode: nested_selection(rs, list(PROTOCOLS[protocol].jobs), mode, seed=seed) for mode in modes}
 
-    Judging a target on the recipe with the best *test* score would select the model on test
-    data; the verdict uses this recipe instead, and the other recipes are shown for reference.
-    """
-    jobs = set(PROTOCOLS[protocol].jobs)
-    scores = {}
-    for tag in sorted({r["tag"] for r in runs if r["protocol"] == protocol}):
-        rs = [r for r in runs if r["protocol"] == protocol and r["tag"] == tag]
-        val = [r["metrics"].get("best_val_uar") for r in rs]
-        if {r["job"] for r in rs} >= jobs and None not in val:
-            scores[tag] = statistics.fmean(val)
-    best = max(scores.values(), default=None)
-    winners = [tag for tag, score in scores.items() if score == best]
-    return winners[0] if len(winners) == 1 else None
+
+def _scores(record: dict) -> dict[str, dict]:
+    """A run record's test scores per test-time statistics mode (:func:`scores_by_stats`)."""
+    return scores_by_stats(record["metrics"], record.get("normalize"), f"{record['protocol']}/{record['tag']}/{record['job']}")
+
+
+def _pct_cell(mean: float | None, std: float | None, ci, legacy: bool = False) -> str:
+    """``mean ± std [low, high]`` in %, with † for scores recorded before per-mode
+    scoring and ‡ for an interval that resampled folds only."""
+    if mean is None:
+        return "—"
+    text = f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+    if ci is not None:
+        text += f" [{100 * ci.low:.1f}, {100 * ci.high:.1f}]" + ("" if ci.speakers_resampled else "‡")
+    return text + ("†" if legacy else "")
+
+
+def mode_cell(rs: list[dict], mode: str, n_jobs: int) -> str:
+    """The table cell of one recipe under one mode: mean ± sample std over its runs of
+    the test UAR, and the hierarchical bootstrap 95 % interval (``—`` when no run of it
+    was scored under ``mode``; ``(k runs)`` when only some were)."""
+    entries = [s[mode] for s in map(_scores, rs) if mode in s]
+    if not entries:
+        return "—"
+    mean, std = mean_std([float(e["uar"]) for e in entries])
+    ci = None
+    if all(e.get("per_speaker") or e.get("confusion_matrix") is not None for e in entries):
+        ci = hierarchical_bootstrap_ci([fold_confusions(e) for e in entries])
+    cell = _pct_cell(mean, std, ci, legacy=any(e["legacy"] for e in entries))
+    return cell + (f" ({len(entries)} of {n_jobs} runs)" if len(entries) < len(rs) else "")
+
+
+def _headline_war(rs: list[dict]) -> str:
+    """Mean ± std of ``test/war`` and the statistics mode(s) behind it."""
+    modes = sorted({r["metrics"].get("test_stats") or legacy_mode(r["metrics"], r.get("normalize")) for r in rs})
+    return f"{_mean_std([r['metrics']['test/war'] for r in rs])} ({', '.join(MODE_TITLES.get(m, m) for m in modes)})"
+
+
+def _scoring(rs: list[dict]) -> str:
+    """The scoring policy of a recipe's runs; runs recorded before the field existed were
+    scored by the test step's centred clip."""
+    names = sorted({r["metrics"].get("scoring") or ("center†" if is_legacy(r["metrics"]) else "—") for r in rs})
+    return ", ".join(names)
+
+
+def _verdict(sel: NestedSelection, target: tuple[str, float] | None) -> str:
+    if target is None:
+        return ""
+    metric, value = target
+    got = sel.uar if metric == "uar" else sel.war
+    if got is None:
+        return f"; target {metric.upper()} ≥ {100 * value:.1f}: no figure to judge"
+    if not sel.complete:
+        return f"; target {metric.upper()} ≥ {100 * value:.1f}: {'above' if got >= value else 'below'} on the folds chosen, incomplete: **no verdict**"
+    return f"; target {metric.upper()} ≥ {100 * value:.1f}: **{'met' if got >= value else 'not met'}**"
+
+
+def nested_line(sel: NestedSelection, target: tuple[str, float] | None) -> str:
+    """One Markdown bullet: a protocol's nested-selection figure under one mode, its
+    verdict against the protocol's target and the recipe chosen on each fold."""
+    title = MODE_TITLES.get(sel.mode, sel.mode)
+    folds = "; ".join(
+        f"{c.job}: " + (f"`{c.tag}` (val {100 * c.val_uar:.1f}" + ("" if c.rule in ("best validation UAR", "only candidate") else f", {c.rule}") + ")"
+                        if c.tag else f"{c.rule}" + (f" ({len(c.candidates)} recipes at val {100 * c.val_uar:.1f})" if c.val_uar is not None else ""))
+        for c in sel.choices)
+    if sel.uar is None:
+        return f"- nested selection, {title}: **no figure**: validation cannot choose on any fold. Folds: {folds}."
+    war = "" if sel.war is None else f", WAR {100 * sel.war:.1f}"
+    partial = "" if sel.complete else f" (over {sum(c.tag is not None for c in sel.choices)} of {len(sel.choices)} folds)"
+    return (f"- nested selection, {title}: test UAR **{_pct_cell(sel.uar, sel.uar_std, sel.ci)}**{war}{partial}"
+            f"{_verdict(sel, target)}. Chosen: {folds}.")
 
 
 def _hw_text(hw: dict) -> str:
@@ -356,81 +437,124 @@ def _hw_text(hw: dict) -> str:
     return hw.get("gpu") or f"CPU: {hw.get('cpu')} ({hw.get('cpu_cores')} cores{threads}{load}), no GPU"
 
 
+INTRO = """# Results
+
+Written by `python scripts/results.py table` from the run records in `docs/results/`
+(one JSON file per job, copied from its run directory under `outputs/results/`, made by
+`python scripts/results.py run <protocol> ...`). Every number below comes from a run's
+`metrics.json`; nothing is typed in by hand.
+
+**Test-time statistics.** A speaker-normalised model (`features.normalize=speaker`) puts
+each utterance's features at zero mean and unit variance with statistics of its speaker;
+where those come from at test time changes the score, so every recipe is reported under
+each mode it was scored with:
+
+- *transductive*: a test speaker's statistics over all of their test recordings, the one
+  being scored included. Assumes the speaker is known and many of their recordings, of
+  varied emotions, are at hand before scoring (their labels are never used).
+- *enrol k=4*, *enrol k=8*: statistics from k recordings of the speaker chosen at random
+  (seeded, blind to labels), which are then left out of scoring. Assumes the user can give
+  k recordings of the speaker (an enrolment), as `predict.py enrol=...` takes.
+- *training statistics*: the statistics stored from the training speakers; needs nothing
+  of the test speaker.
+- *utterance*: a model trained with per-utterance normalisation (`features.normalize=utterance`,
+  each utterance by its own statistics); needs nothing of the speaker.
+
+Scoring policy: `center` = the centred training-length clip of each file (the test step's),
+`windows` = the mean over windows covering the file (`predict.py`'s).
+
+Model selection: the checkpoint with the best **validation** UAR (validation speakers or
+utterances are never test speakers or utterances); the test set is scored once with it,
+and "val UAR" is that checkpoint's. **Recipe selection is nested**: for each outer test
+fold, the recipe with the best validation UAR *on that fold* is chosen, among the recipes
+scored under the mode in question, and the protocol's figure is the mean of the chosen
+runs' test scores (`nested selection` lines; targets are judged on them). When validation
+ties between some recipes of a fold, the one with the fewest parameters is chosen, then
+the first by name; when every recipe of a fold ties (TESS's same-speaker validation set,
+which all recipes master), validation cannot choose and no nested figure is given. The
+nested figure's interval resamples the chosen runs and takes the choices as given. The
+per-recipe rows are for reference: picking the best test row would select on test data.
+
+Ensembles (`results.py ensemble`, recipe model "ensemble of N ..."): per job, the mean class
+probabilities of the listed recipes' best-validation checkpoints; its validation UAR is that
+of the averaged probabilities on the same validation speakers, and its wall time includes
+its members' training.
+
+UAR = unweighted average recall (macro recall over the classes with test examples), WAR =
+weighted average recall (accuracy), in %. Cells read `mean ± sample std over the folds or
+seeds [95 % confidence interval]`. The interval is a hierarchical bootstrap (Efron &
+Tibshirani, 1993; cluster bootstrap): 2000 replicates, each resampling the folds with
+replacement and, within each drawn fold, its test speakers with replacement, pooling their
+confusion matrices; the statistic is the mean over drawn folds of the pooled UAR
+(`ser_lightning.bootstrap`). Under leave-one-speaker-out every fold holds one speaker, so
+the interval comes from resampling folds; with 2-3 folds it is coarse and tends to be too
+narrow. ‡ = the runs recorded no per-speaker confusion matrices, so only folds were
+resampled. † = recorded before per-mode scoring: the run's `test/*` (transductive speaker
+statistics for a speaker-normalised recipe, its own statistics for an utterance-normalised
+one; scoring `center`), `—` under modes it was not scored with.
+Wall time is the sum over a row's runs, including time spent waiting for the CPU when
+other jobs shared the machine (the load average when a protocol started is recorded).
+"""
+
+
 def table(args: argparse.Namespace) -> int:
     runs = collect()
-    lines = [
-        "# Results",
-        "",
-        "Written by `python scripts/results.py table` from the run records in `docs/results/`",
-        "(one JSON file per job, copied from its run directory under `outputs/results/`, made by",
-        "`python scripts/results.py run <protocol> ...`). Every number below comes from a run's",
-        "`metrics.json`; nothing is typed in by hand.",
-        "",
-        "Normalisation: `utterance` = each utterance's features at zero mean and unit variance",
-        "over time; `speaker` = the same with each speaker's statistics over all of that",
-        "speaker's recordings (`features.normalize=speaker`). Speaker normalisation uses",
-        "unlabelled audio of the test speakers (their test recordings) for their statistics, so it",
-        "assumes the speaker is known at test time; their labels are never used.",
-        "",
-        "Model selection: the checkpoint with the best **validation** UAR (validation speakers or",
-        "utterances are never test speakers or utterances); the test set is scored once with it.",
-        "Recipe selection: where a protocol has several recipes, its target is judged on the one",
-        "with the highest mean validation UAR (marked **chosen** below), not on the best test",
-        "row, which would select on test data; the other rows are for reference.",
-        "Ensembles (`results.py ensemble`, recipe model \"ensemble of N ...\"): per job, the mean class",
-        "probabilities of the listed recipes' best-validation checkpoints; its validation UAR is that",
-        "of the averaged probabilities on the same validation speakers, and its wall time includes",
-        "its members' training.",
-        "UAR = unweighted average recall (macro recall), WAR = weighted average recall (accuracy),",
-        "in %, mean ± sample standard deviation over the folds or seeds that were run.",
-        "Wall time is the sum over a row's runs, including time spent waiting for the CPU when",
-        "other jobs shared the machine (the load average when a protocol started is recorded).",
-        "",
-        "## Summary",
-        "",
-        "| corpus | protocol (held-out speakers) | recipe | model | features | normalisation | augmentation (training only) | runs | val UAR % | test UAR % | test WAR % | target | epochs trained (max) | wall time | hardware | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    target_lines = []
+    modes = mode_order([*MODES, *(m for r in runs for m in _scores(r))])
+    selections = {name: nested_selections(runs, name) for name in PROTOCOLS}
+    lines = INTRO.splitlines() + [
+        "", "## Summary: nested selection", "",
+        "Per protocol and test-time statistics mode, the mean test UAR % of the recipes validation chose fold by fold.", "",
+        "| corpus | protocol (held-out speakers) | " + " | ".join(f"test UAR % {MODE_TITLES.get(m, m)}" for m in modes) + " | target |",
+        "|---|---|" + "---|" * len(modes) + "---|"]
     for name, proto in PROTOCOLS.items():
+        cells = []
+        for mode in modes:
+            sel = selections[name].get(mode)
+            cells.append("—" if sel is None else "no choice" if sel.uar is None else
+                         _pct_cell(sel.uar, sel.uar_std, sel.ci) + ("" if sel.complete else " (incomplete)"))
+        target = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report"
+        lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | {' | '.join(cells)} | {target} |")
+    target_lines = []
+    header = ("| recipe | normalisation | scoring | val UAR % | " + " | ".join(f"test UAR % {MODE_TITLES.get(m, m)}" for m in modes)
+              + " | test WAR % (statistics) | runs | epochs trained (max) | wall time | command |")
+    for name, proto in PROTOCOLS.items():
+        target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report only"
+        lines += ["", f"## {name}: {proto.corpus}", "", f"Held-out speakers: {proto.held_out}. Target: {target_text}.", ""]
         tags = sorted({r["tag"] for r in runs if r["protocol"] == name})
-        target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report"
         if not tags:
-            lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | — | — | — | — | — | 0 of {len(proto.jobs)} | — | not run | not run | {target_text} | — | — | — | — |")
+            lines.append(f"Not run (0 of {len(proto.jobs)} jobs).")
             target_lines.append(f"- {name}: {target_text}: **not run** in this table.")
             continue
-        chosen = select_by_validation(runs, name)
+        lines += [header, "|" + "---|" * header.count(" | ") + "---|"]
+        recipes = []
         for tag in tags:
             rs = [r for r in runs if r["protocol"] == name and r["tag"] == tag]
-            val = [r["metrics"]["best_val_uar"] for r in rs if r["metrics"].get("best_val_uar") is not None]
-            uar = [r["metrics"]["test/uar"] for r in rs]
-            war = [r["metrics"]["test/war"] for r in rs]
+            val = [v for r in rs if (v := validation_uar(r["metrics"])) is not None]
             epochs = [r["metrics"].get("epochs", 0) for r in rs]  # trainer.current_epoch after fit = epochs run
             max_epochs = {r["max_epochs"] for r in rs}
             wall = sum(r["metrics"].get("wall_seconds", 0.0) for r in rs)
             recipe = rs[0]["recipe"]
             missing = [j for j in proto.jobs if j not in {r["job"] for r in rs}]
             runs_text = f"{len(rs)} of {len(proto.jobs)}" + (f" (not run: {', '.join(missing)})" if missing else "")
-            mark = " (**chosen**)" if tag == chosen and len(tags) > 1 else ""
+            normalize = ", ".join(sorted({r["normalize"] for r in rs}))
             lines.append(
-                f"| {proto.corpus} | {name}: {proto.held_out} | {tag} | {recipe['model']} | {recipe['features']} | {rs[0]['normalize']} | {rs[0]['augment']} | {runs_text} | "
-                f"{_mean_std(val)}{mark} | {_mean_std(uar)} | {_mean_std(war)} | {target_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
-                f"{wall / 60:.1f} min | {_hw_text(recipe['hardware'])} | `{protocol_command(recipe['command'])}` |"
-            )
-            if proto.target:
-                metric, value = proto.target
-                got = statistics.fmean(uar if metric == "uar" else war)
-                if missing:
-                    verdict = f"{'above' if got >= value else 'below'} target on the {len(rs)} run(s) made; incomplete"
-                elif tag == chosen:
-                    verdict = "met" if got >= value else "not met"
-                elif chosen is None:
-                    verdict = f"{'above' if got >= value else 'below'} target; validation UAR ties between recipes, so none is the verdict"
-                else:
-                    verdict = f"{'above' if got >= value else 'below'} target; not the recipe validation chose ({chosen}), so not the verdict"
-                target_lines.append(f"- {name} ({tag}): mean test {metric.upper()} {100 * got:.2f}% vs target {100 * value:.1f}%: **{verdict}**.")
-            else:
-                target_lines.append(f"- {name} ({tag}): report only; mean test UAR {100 * statistics.fmean(uar):.1f}%, WAR {100 * statistics.fmean(war):.1f}%.")
+                f"| {tag} | {normalize} | {_scoring(rs)} | {_mean_std(val)} | "
+                + " | ".join(mode_cell(rs, m, len(rs)) for m in modes)
+                + f" | {_headline_war(rs)} | {runs_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
+                f"{wall / 60:.1f} min | `{protocol_command(recipe['command'])}` |")
+            recipes.append(f"- `{tag}`: model {recipe['model']}, features {recipe['features']}, augmentation (training only): "
+                           f"{rs[0]['augment']}; {_hw_text(recipe['hardware'])}.")
+        lines += ["", "Nested selection (per fold, the recipe with the best validation UAR on that fold; the figure is the mean "
+                  "of the chosen runs' test scores):", ""]
+        for mode in modes:
+            sel = selections[name].get(mode)
+            if sel is None:
+                lines.append(f"- nested selection, {MODE_TITLES.get(mode, mode)}: — (no run of this protocol was scored under it).")
+                continue
+            lines.append(nested_line(sel, proto.target))
+            if proto.target or sel.uar is not None:
+                target_lines.append(f"- {name}, {MODE_TITLES.get(mode, mode)}: " + _target_text(sel, proto.target))
+        lines += ["", "Recipes:", "", *recipes]
     random_war = [r["metrics"]["test/war"] for r in runs if r["protocol"] == "tess_random"]
     cross_war = [r["metrics"]["test/war"] for r in runs if r["protocol"] == "tess_cross"]
     if random_war and cross_war:
@@ -446,19 +570,25 @@ def table(args: argparse.Namespace) -> int:
         other = {"YAF": "OAF", "OAF": "YAF"}.get(held.group(1))
         alone = [x["metrics"]["test/war"] for x in runs if x["protocol"] == "tess_cross" and x["job"] == f"{other}-to-{held.group(1)}"]
         if alone:
-            recipes = "" if len(alone) == 1 else f", mean of {len(alone)} recipes"
+            recipes_text = "" if len(alone) == 1 else f", mean of {len(alone)} recipes"
             target_lines.append(
                 f"- TESS speaker {held.group(1)} held out: test WAR {100 * statistics.fmean(alone):.1f}% when trained on TESS {other} alone "
-                f"(tess_cross{recipes}), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
-    lines += ["", "## Targets", "", *target_lines, "", "## Every run", "",
-              "| protocol | recipe | job | split (held-out speakers) | best val UAR % | test UAR % | test WAR % | epochs | wall time | command |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+                f"(tess_cross{recipes_text}), {100 * tess['war']:.1f}% when trained on {other} plus the other corpora (combined, {r['tag']}, {r['job']}).")
+    lines += ["", "## Targets", "", "Judged on the nested selection of each protocol, per test-time statistics mode.", "",
+              *target_lines, "", "## Every run", "",
+              "| protocol | recipe | job | split (held-out speakers) | best val UAR % | scoring | test UAR % by test-time statistics | test WAR % | epochs | wall time | command |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         m = r["metrics"]
-        val = f"{100 * m['best_val_uar']:.1f}" if m.get("best_val_uar") is not None else "—"
+        val = validation_uar(m)
         split = m.get("split", "").replace(" | ", "; ")  # a "|" would end the table cell
-        lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {split} | {val} | {100 * m['test/uar']:.1f} | "
-                     f"{100 * m['test/war']:.1f} | {m.get('epochs', 0)} | {m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
+        if m.get("split_fingerprint"):
+            split += f" (split {m['split_fingerprint'][:12]})"
+        by_mode = "; ".join(f"{MODE_TITLES.get(k, k)} {100 * s['uar']:.1f}{'†' if s['legacy'] else ''}" for k, s in
+                            ((k, _scores(r)[k]) for k in mode_order(_scores(r))))
+        lines.append(f"| {r['protocol']} | {r['tag']} | {r['job']} | {split} | {'—' if val is None else f'{100 * val:.1f}'} | "
+                     f"{_scoring([r])} | {by_mode} | {100 * m['test/war']:.1f} | {m.get('epochs', 0)} | "
+                     f"{m.get('wall_seconds', 0) / 60:.1f} min | `{r['command']}` |")
     by_corpus = [r for r in runs if r["metrics"].get("test_by_corpus")]
     if by_corpus:
         lines += ["", "## Combined corpora, per corpus (held-out speakers of each corpus)", "",
@@ -479,6 +609,22 @@ def table(args: argparse.Namespace) -> int:
     RESULTS_MD.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS_MD} ({len(runs)} runs)")
     return 0
+
+
+def _target_text(sel: NestedSelection, target: tuple[str, float] | None) -> str:
+    """A Targets bullet's text: the nested figure against the protocol's target."""
+    if sel.uar is None:
+        return "validation cannot choose on any fold (every recipe ties), so no figure and no verdict."
+    if target is None:
+        war = "" if sel.war is None else f", WAR {100 * sel.war:.1f}%"
+        return f"report only; nested selection test UAR {100 * sel.uar:.1f}%{war}."
+    metric, value = target
+    got = sel.uar if metric == "uar" else sel.war
+    if got is None:
+        return f"no {metric.upper()} recorded for the chosen runs; no verdict."
+    verdict = ("met" if got >= value else "not met") if sel.complete else \
+        f"{'above' if got >= value else 'below'} target on the {sum(c.tag is not None for c in sel.choices)} fold(s) with a choice; incomplete, no verdict"
+    return f"nested selection test {metric.upper()} {100 * got:.2f}% vs target {100 * value:.1f}%: **{verdict}**."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,3 +57,23 @@ def test_single_run_has_no_std_and_missing_dir_is_an_error(tmp_path, capsys):
     assert "| 2 | 1 | 0 | 70.00 |" in (tmp_path / "sweep" / "summary.md").read_text()
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_runs_scored_per_mode_get_a_column_per_mode_and_the_best_checkpoints_validation(tmp_path):
+    def per_mode(uar):
+        return {"transductive": {"uar": uar, "war": uar}, "enrol4": {"uar": uar - 0.1, "war": uar - 0.1}}
+
+    for num, (fold, uar) in enumerate([(0, 0.6), (1, 0.8)]):
+        make_job(tmp_path, num, ["model=cnn1d", f"data.fold={fold}"],
+                 {"test/uar": uar, "test/war": uar, "val/uar": uar - 0.2, "best_val_uar": 0.0, "scoring": "windows",
+                  "test_stats": "transductive", "test_by_stats": per_mode(uar)})
+    make_job(tmp_path, 2, ["model=cnn1d", "data.fold=2"], {"test/uar": 0.5, "test/war": 0.5, "best_val_uar": 0.4})  # older run
+    (row,) = aggregate(tmp_path)
+    # validation: val/uar (the best checkpoint's) for per-mode runs, best_val_uar for the older one
+    assert row["best val UAR mean"] == pytest.approx(statistics.fmean([40.0, 60.0, 40.0]))
+    assert row["test UAR enrol k=4 mean"] == pytest.approx(60.0) and row["test UAR transductive mean"] == pytest.approx(70.0)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| test UAR transductive (%) | test UAR enrol k=4 (%) |" in md and "| 70.00 ± 14.14 | 60.00 ± 14.14 |" in md
+    with (tmp_path / "jobs.csv").open() as fh:
+        jobs = list(csv.DictReader(fh))
+    assert [j["scoring"] for j in jobs] == ["windows", "windows", ""] and float(jobs[0]["best val UAR (%)"]) == pytest.approx(40.0)

@@ -1,11 +1,23 @@
-"""scripts/results.py table: numbers come from the runs' metrics.json, unrun protocols say so."""
+"""scripts/results.py table: numbers come from the runs' metrics.json, per test-time
+statistics mode with bootstrap intervals; recipes are chosen fold by fold on validation;
+records made before per-mode scoring still render; unrun protocols say so."""
 
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 
+import numpy as np
+import pytest
+
+from ser_lightning.class_report import war_uar
+from ser_lightning.selection import nested_selection
 from tests.conftest import REPO
+
+SAVEE_JOBS = ["test-DC", "test-JE", "test-JK"]
+RECIPE = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
+          "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
 
 
 def load_results_script():
@@ -16,92 +28,227 @@ def load_results_script():
     return module
 
 
-def fake_run(base, job, uar, war, by_corpus=None, val_uar=0.5):
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    module = load_results_script()
+    monkeypatch.setattr(module, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(module, "RESULTS_MD", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(module, "RECORDS_DIR", tmp_path / "records")
+    return module
+
+
+def recipe_dir(tmp_path, protocol, tag, **recipe):
+    base = tmp_path / "results" / protocol / tag
+    base.mkdir(parents=True)
+    (base / "recipe.json").write_text(json.dumps({**RECIPE, **recipe}))
+    return base
+
+
+def fake_run(base, job, uar, war, by_corpus=None, val_uar=0.5, **extra):
+    """A run directory as training wrote it before per-mode scoring (no test_by_stats)."""
     out = base / job
     out.mkdir(parents=True)
-    metrics = {"test/uar": uar, "test/war": war, "best_val_uar": val_uar, "epochs": 9, "wall_seconds": 60.0, "split": f"split of {job}"}
+    metrics = {"test/uar": uar, "test/war": war, "best_val_uar": val_uar, "epochs": 9, "wall_seconds": 60.0,
+               "split": f"split of {job}", **extra}
     if by_corpus:
         metrics["test_by_corpus"] = by_corpus
     (out / "metrics.json").write_text(json.dumps(metrics))
     (out / "command.txt").write_text(f"python train.py job={job}\n")
 
 
-def test_table_aggregates_runs_and_marks_the_rest_not_run(tmp_path, monkeypatch):
-    results = load_results_script()
-    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
-    monkeypatch.setattr(results, "RECORDS_DIR", tmp_path / "records")
-    base = tmp_path / "results" / "savee_loso" / "cnn1d-mfcc"
-    base.mkdir(parents=True)
-    recipe = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
-              "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
-    (base / "recipe.json").write_text(json.dumps(recipe))
-    fake_run(base, "test-DC", 0.50, 0.55)
-    fake_run(base, "test-JE", 0.70, 0.75)
-    combined = tmp_path / "results" / "combined" / "cnn1d-mfcc"
-    combined.mkdir(parents=True)
-    (combined / "recipe.json").write_text(json.dumps({**recipe, "command": "python scripts/results.py run combined"}))
+def two_class_cm(right0, n0, right1, n1):
+    """A 2-class confusion matrix: ``right0`` of ``n0`` class-0 and ``right1`` of ``n1`` class-1 examples right."""
+    return [[right0, n0 - right0], [n1 - right1, right1]]
+
+
+def new_run(base, job, val_uar, by_mode, parameters=1000, normalize="speaker"):
+    """A run directory in the per-mode schema: ``by_mode`` = {mode: {speaker: confusion}}."""
+    out = base / job
+    out.mkdir(parents=True)
+    test_by_stats = {}
+    for mode, speakers in by_mode.items():
+        cm = np.sum([np.asarray(c) for c in speakers.values()], axis=0)
+        war, uar = war_uar(cm)
+        test_by_stats[mode] = {"war": war, "uar": uar, "f1_macro": uar, "n": int(cm.sum()), "confusion_matrix": cm.tolist(),
+                               "per_speaker_confusion": speakers}
+    headline = "utterance" if normalize == "utterance" else "transductive"
+    metrics = {"scoring": "windows", "test_stats": headline, "split_fingerprint": "0123456789abcdef0123",
+               "test_by_stats": test_by_stats, "val/uar": val_uar, "val/war": val_uar, "val/f1_macro": val_uar,
+               "best_val_uar": 0.0,  # not the best checkpoint's in this schema: val/uar is
+               "test/uar": test_by_stats[headline]["uar"], "test/war": test_by_stats[headline]["war"],
+               "confusion_matrix": test_by_stats[headline]["confusion_matrix"], "class_names": ["neutral", "angry"],
+               "parameters": parameters, "epochs": 7, "wall_seconds": 30.0, "split": f"split of {job}"}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "command.txt").write_text(f"python train.py job={job}\n")
+    (out / "config.yaml").write_text(f"features:\n  normalize: {normalize}\ntrainer:\n  max_epochs: 10\naugment: {{}}\n")
+
+
+def row_of(text, tag):
+    return next(line for line in text.splitlines() if line.startswith(f"| {tag} |"))
+
+
+def cells(line):
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def test_old_records_render_under_their_recorded_mode_and_the_rest_not_run(tmp_path, results):
+    base = recipe_dir(tmp_path, "savee_loso", "cnn1d-mfcc")
+    fake_run(base, "test-DC", 0.50, 0.55, confusion_matrix=two_class_cm(5, 10, 5, 10))
+    fake_run(base, "test-JE", 0.70, 0.75, confusion_matrix=two_class_cm(7, 10, 7, 10))
+    combined = recipe_dir(tmp_path, "combined", "cnn1d-mfcc", command="python scripts/results.py run combined")
     fake_run(combined, "seed0", 0.4, 0.5, {"tess": {"war": 0.9, "uar": 0.8, "n": 10}, "savee": {"war": 0.3, "uar": 0.2, "n": 5}})
     results.table(argparse.Namespace())
     text = (tmp_path / "RESULTS.md").read_text()
-    savee = next(line for line in text.splitlines() if line.startswith("| SAVEE"))
-    assert "60.0 ± 14.1" in savee and "65.0 ± 14.1" in savee  # mean ± sample std of 50/70 and 55/75
-    assert "| cnn1d-mfcc | cnn1d | mfcc |" in savee  # the recipe tag tells rows of one model apart
-    assert "2 of 3 (not run: test-JK)" in savee and "Test CPU" in savee
-    assert "savee_loso (cnn1d-mfcc): mean test UAR 60.00% vs target 55.0%: **above target on the 2 run(s) made; incomplete**" in text
-    assert "ravdess_kfold: UAR ≥ 65.0: **not run**" in text
+    header = next(line for line in text.splitlines() if line.startswith("| recipe | normalisation |"))
+    row = dict(zip(cells(header), cells(row_of(text, "cnn1d-mfcc")), strict=True))
+    # no config.yaml: an utterance-normalised run; its test/* is the utterance figure, with a
+    # fold-only interval (no per-speaker counts: ‡) and marked as recorded before per-mode scoring (†)
+    assert row["normalisation"] == "utterance" and row["scoring"] == "center†"
+    assert row["test UAR % utterance"].startswith("60.0 ± 14.1 [50.0, 70.0]‡†")
+    assert row["test UAR % transductive"] == row["test UAR % enrol k=4"] == row["test UAR % training statistics"] == "—"
+    assert row["test WAR % (statistics)"] == "65.0 ± 14.1 (utterance)"
+    assert row["runs"] == "2 of 3 (not run: test-JK)" and row["val UAR %"] == "50.0 ± 0.0"
+    assert "- `cnn1d-mfcc`: model cnn1d, features mfcc" in text and "Test CPU" in text
+    assert "nested selection, utterance: test UAR **60.0 ± 14.1 [50.0, 70.0]‡**, WAR 65.0 (over 2 of 3 folds)" in text
+    assert "test-JK: no candidate" in text
+    assert "savee_loso, utterance: nested selection test UAR 60.00% vs target 55.0%: **above target on the 2 fold(s) with a choice; incomplete, no verdict**" in text
+    assert "- ravdess_kfold: UAR ≥ 65.0: **not run**" in text
     assert "| cnn1d-mfcc | seed0 | tess | 10 | 80.0 | 90.0 |" in text
     assert "`python train.py job=test-DC`" in text
+    # the combined run has no confusion matrix: no interval, the mean alone (1 of 3 seeds run)
+    assert "| — | 40.0 (incomplete) | report |" in next(line for line in text.splitlines() if line.startswith("| TESS + RAVDESS"))
     # the committed records keep the table when the run directories are gone
     assert (tmp_path / "records" / "savee_loso" / "cnn1d-mfcc" / "test-JE.json").is_file()
-    import shutil
-
     shutil.rmtree(tmp_path / "results")
     (tmp_path / "RESULTS.md").unlink()
     results.table(argparse.Namespace())
     assert (tmp_path / "RESULTS.md").read_text() == text
 
 
-def test_target_is_judged_on_the_recipe_validation_chose(tmp_path, monkeypatch):
-    results = load_results_script()
-    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")
-    monkeypatch.setattr(results, "RECORDS_DIR", tmp_path / "records")
-    recipe = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso",
-              "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
-    # "best-test" has the better test scores, "best-val" the better validation scores
-    for tag, val, test in [("best-test", 0.60, 0.70), ("best-val", 0.80, 0.50)]:
-        base = tmp_path / "results" / "savee_loso" / tag
-        base.mkdir(parents=True)
-        (base / "recipe.json").write_text(json.dumps(recipe))
-        for job in ["test-DC", "test-JE", "test-JK"]:
-            fake_run(base, job, test, test, val_uar=val)
-    # an incomplete recipe with the best validation score is not eligible
-    base = tmp_path / "results" / "savee_loso" / "incomplete"
-    base.mkdir(parents=True)
-    (base / "recipe.json").write_text(json.dumps(recipe))
-    fake_run(base, "test-DC", 0.9, 0.9, val_uar=0.99)
+def test_new_schema_runs_show_every_mode_with_speaker_intervals(tmp_path, results):
+    base = recipe_dir(tmp_path, "ravdess_kfold", "spk", command="python scripts/results.py run ravdess_kfold --model cnn1d")
+    for k, job in enumerate(results.PROTOCOLS["ravdess_kfold"].jobs):
+        good, bad = two_class_cm(9, 10, 9 - k, 10), two_class_cm(6, 10, 4, 10)
+        new_run(base, job, 0.6 + 0.01 * k, {"transductive": {"01": good, "02": bad},
+                                            "enrol4": {"01": two_class_cm(5, 6, 5, 6), "02": two_class_cm(3, 6, 3, 6)},
+                                            "enrol8": {"01": two_class_cm(1, 2, 1, 2), "02": two_class_cm(2, 2, 1, 2)},
+                                            "training": {"01": two_class_cm(5, 10, 5, 10), "02": two_class_cm(5, 10, 4, 10)}})
     runs = results.collect()
-    assert results.select_by_validation(runs, "savee_loso") == "best-val"
-    assert results.select_by_validation(runs, "ravdess_kfold") is None
+    record = json.loads((tmp_path / "records" / "ravdess_kfold" / "spk" / "fold0.json").read_text())
+    assert record["normalize"] == "speaker"  # read from the run's config.yaml
+    for key in ("scoring", "test_stats", "split_fingerprint", "test_by_stats"):
+        assert key in record["metrics"]  # records copy metrics.json whole
     results.table(argparse.Namespace())
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "savee_loso (best-val): mean test UAR 50.00% vs target 55.0%: **not met**." in text
-    assert "savee_loso (best-test): mean test UAR 70.00% vs target 55.0%: **above target; not the recipe validation chose (best-val)" in text
-    best_val_row = next(line for line in text.splitlines() if line.startswith("| SAVEE") and "| 80.0 ± 0.0 (**chosen**) |" in line)
-    assert "| 50.0 ± 0.0 |" in best_val_row
-    # a recipe as good on validation as "best-val" leaves validation unable to choose
-    base = tmp_path / "results" / "savee_loso" / "tie"
-    base.mkdir(parents=True)
-    (base / "recipe.json").write_text(json.dumps(recipe))
-    for job in ["test-DC", "test-JE", "test-JK"]:
-        fake_run(base, job, 0.6, 0.6, val_uar=0.80)
-    assert results.select_by_validation(results.collect(), "savee_loso") is None
+    header = next(line for line in text.splitlines() if line.startswith("| recipe | normalisation |"))
+    row = dict(zip(cells(header), cells(row_of(text, "spk")), strict=True))
+    assert row["scoring"] == "windows" and row["normalisation"] == "speaker"
+    assert row["val UAR %"].startswith("62.0 ± ")  # val/uar, the best checkpoint's (best_val_uar is 0 here)
+    expected = {"transductive": [], "enrol4": [], "training": []}
+    for r in runs:
+        for mode in expected:
+            expected[mode].append(r["metrics"]["test_by_stats"][mode]["uar"])
+    for mode, title in [("transductive", "transductive"), ("enrol4", "enrol k=4"), ("training", "training statistics")]:
+        cell = row[f"test UAR % {title}"]
+        assert cell.startswith(f"{100 * np.mean(expected[mode]):.1f} ± {100 * np.std(expected[mode], ddof=1):.1f} [")
+        assert "‡" not in cell and "†" not in cell  # per-speaker counts: speakers resampled too
+        low, high = (float(x) for x in cell.split("[")[1].rstrip("]").split(", "))
+        assert low <= 100 * np.mean(expected[mode]) <= high
+    assert row["test UAR % utterance"] == "—"
+    enrol8 = row["test UAR % enrol k=8"]
+    assert enrol8.startswith("62.5 ± 0.0 [") and "]" in enrol8  # 2 examples each: a wide interval, still shown
+    assert "(split 0123456789ab)" in text  # the split fingerprint in the every-run table
+    # fold0 pooled over both speakers: transductive recalls 15/20 and 13/20 -> UAR 70.0
+    fold0 = next(line for line in text.splitlines() if line.startswith("| ravdess_kfold | spk | fold0 |"))
+    assert "| windows | transductive 70.0; enrol k=4 66.7; enrol k=8 62.5; training statistics 47.5 |" in fold0
+
+
+def test_nested_selection_chooses_per_fold_on_validation_and_averages_the_choices(tmp_path, results):
+    # "a" wins validation on test-DC, "b" on test-JE and test-JK; "b" has the better mean
+    # test score, "a" is better on test-DC: the nested figure mixes the two
+    test_uar = {("a", "test-DC"): (9, 7), ("a", "test-JE"): (5, 5), ("a", "test-JK"): (5, 5),
+                ("b", "test-DC"): (6, 6), ("b", "test-JE"): (8, 8), ("b", "test-JK"): (7, 9)}
+    val = {("a", "test-DC"): 0.9, ("a", "test-JE"): 0.5, ("a", "test-JK"): 0.6,
+           ("b", "test-DC"): 0.8, ("b", "test-JE"): 0.7, ("b", "test-JK"): 0.7}
+    for tag in ("a", "b"):
+        base = recipe_dir(tmp_path, "savee_loso", tag)
+        for job in SAVEE_JOBS:
+            r0, r1 = test_uar[(tag, job)]
+            spk = job.removeprefix("test-")
+            new_run(base, job, val[(tag, job)], {"transductive": {spk: two_class_cm(r0, 10, r1, 10)},
+                                                 "training": {spk: two_class_cm(r0 - 1, 10, r1 - 1, 10)}})
+    runs = results.collect()
+    sel = nested_selection([r for r in runs if r["protocol"] == "savee_loso"], SAVEE_JOBS, "transductive")
+    assert [c.tag for c in sel.choices] == ["a", "b", "b"] and sel.complete
+    chosen = [0.8, 0.8, 0.8]  # (9+7)/20, (8+8)/20, (7+9)/20
+    assert sel.uar == pytest.approx(np.mean(chosen)) and sel.ci.low == pytest.approx(0.8) == sel.ci.high
+    training = nested_selection([r for r in runs if r["protocol"] == "savee_loso"], SAVEE_JOBS, "training")
+    assert [c.tag for c in training.choices] == ["a", "b", "b"] and training.uar == pytest.approx(0.7)
     results.table(argparse.Namespace())
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "savee_loso (best-val): mean test UAR 50.00% vs target 55.0%: **below target; validation UAR ties between recipes" in text
-    savee_rows = [line for line in text.splitlines() if line.startswith("| SAVEE")]
-    assert len(savee_rows) == 4 and not any("(**chosen**)" in line for line in savee_rows)
+    assert ("nested selection, transductive: test UAR **80.0 ± 0.0 [80.0, 80.0]**, WAR 80.0; target UAR ≥ 55.0: **met**. "
+            "Chosen: test-DC: `a` (val 90.0); test-JE: `b` (val 70.0); test-JK: `b` (val 70.0).") in text
+    assert "nested selection, training statistics: test UAR **70.0 ± 0.0 [70.0, 70.0]**" in text
+    assert "savee_loso, transductive: nested selection test UAR 80.00% vs target 55.0%: **met**." in text
+    assert "nested selection, enrol k=4: — (no run of this protocol was scored under it)." in text
+    summary = next(line for line in text.splitlines() if line.startswith("| SAVEE"))
+    assert "| 80.0 ± 0.0 [80.0, 80.0] |" in summary and "| 70.0 ± 0.0 [70.0, 70.0] |" in summary
+
+
+def test_ties_fewest_parameters_then_no_choice_when_every_recipe_ties(tmp_path, results):
+    for tag, params, right in [("big", 5000, 9), ("small", 100, 6), ("worse", 10, 8)]:
+        base = recipe_dir(tmp_path, "savee_loso", tag)
+        for job in SAVEE_JOBS:
+            new_run(base, job, 0.5 if tag == "worse" else 0.9, {"transductive": {job: two_class_cm(right, 10, right, 10)}},
+                    parameters=params)
+    runs = [r for r in results.collect() if r["protocol"] == "savee_loso"]
+    sel = nested_selection(runs, SAVEE_JOBS, "transductive")
+    # "big" and "small" tie on validation; the smaller model is chosen, never by test score
+    assert {c.tag for c in sel.choices} == {"small"} and {c.rule for c in sel.choices} == {"tie: fewest parameters"}
+    assert sel.uar == pytest.approx(0.6)
+    tie_only = [r for r in runs if r["tag"] != "worse"]
+    for r in tie_only:
+        r["metrics"]["parameters"] = 100
+    # every candidate ties (a validation set all recipes master): no choice, no figure
+    none = nested_selection(tie_only, SAVEE_JOBS, "transductive")
+    assert {c.tag for c in none.choices} == {None} and none.uar is None and not none.complete and {c.rule for c in none.choices} == {"no choice"}
+    shutil.rmtree(tmp_path / "records" / "savee_loso" / "worse")
+    shutil.rmtree(tmp_path / "results" / "savee_loso" / "worse")
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "nested selection, transductive: **no figure**: validation cannot choose on any fold. Folds: test-DC: no choice (2 recipes at val 90.0)" in text
+    assert "savee_loso, transductive: validation cannot choose on any fold (every recipe ties), so no figure and no verdict." in text
+
+
+def test_old_and_new_records_of_one_protocol_compete_under_the_mode_they_share(tmp_path, results):
+    old = recipe_dir(tmp_path, "savee_loso", "old")
+    new = recipe_dir(tmp_path, "savee_loso", "new")
+    for job in SAVEE_JOBS:
+        fake_run(old, job, 0.5, 0.5, val_uar=0.95, confusion_matrix=two_class_cm(5, 10, 5, 10))
+        (old / job / "config.yaml").write_text("features:\n  normalize: speaker\ntrainer:\n  max_epochs: 10\n")
+        new_run(new, job, 0.9, {"transductive": {job: two_class_cm(8, 10, 8, 10)}, "enrol4": {job: two_class_cm(7, 10, 7, 10)}})
+    runs = [r for r in results.collect() if r["protocol"] == "savee_loso"]
+    # transductive: the old recipe (its test/*) has the better validation UAR on every fold
+    assert {c.tag for c in nested_selection(runs, SAVEE_JOBS, "transductive").choices} == {"old"}
+    # enrol k=4: only the new recipe was scored so
+    enrol = nested_selection(runs, SAVEE_JOBS, "enrol4")
+    assert {c.tag for c in enrol.choices} == {"new"} and {c.rule for c in enrol.choices} == {"only candidate"}
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    old_row = cells(row_of(text, "old"))
+    assert old_row[1:4] == ["speaker", "center†", "95.0 ± 0.0"] and old_row[4] == "50.0 ± 0.0 [50.0, 50.0]‡†" and old_row[5] == "—"
+    assert cells(row_of(text, "new"))[5].startswith("70.0 ± 0.0 [70.0, 70.0]")
+
+
+def test_inconsistent_per_speaker_counts_are_refused_with_the_run_named(tmp_path, results):
+    base = recipe_dir(tmp_path, "savee_loso", "bad")
+    new_run(base, "test-DC", 0.9, {"transductive": {"DC": two_class_cm(8, 10, 8, 10)}})
+    metrics_file = base / "test-DC" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["test_by_stats"]["transductive"]["confusion_matrix"] = two_class_cm(1, 10, 8, 10)
+    metrics_file.write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="savee_loso/bad/test-DC.*do not add up"):
+        results.table(argparse.Namespace())
 
 
 def test_protocol_command_drops_scheduling_options():

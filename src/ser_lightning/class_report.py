@@ -44,23 +44,69 @@ def per_class_metrics(confusion, class_names: list[str]) -> list[dict]:
 
 def macro_f1(per_class: list[dict]) -> float:
     """Mean F1 over the classes of :func:`per_class_metrics` rows that have true
-    examples (as UAR, a class absent from the data does not count)."""
-    return float(np.mean([r["f1"] for r in per_class if r["support"] > 0]))
+    examples (as UAR, a class absent from the data does not count).
+
+    Raises:
+        ValueError: no class has a true example.
+    """
+    f1 = [r["f1"] for r in per_class if r["support"] > 0]
+    if not f1:
+        raise ValueError("macro-F1 of a confusion matrix with no true example")
+    return float(np.mean(f1))
+
+
+def war_uar_many(confusions) -> tuple[np.ndarray, np.ndarray]:
+    """WAR and UAR of a stack of confusion matrices, the definition of :func:`war_uar`
+    applied to each (vectorised for the bootstrap, :mod:`ser_lightning.bootstrap`).
+
+    Args:
+        confusions: ``[n, n_classes, n_classes]`` counts, rows true, columns predicted.
+
+    Returns:
+        ``(war, uar)``, each of shape ``[n]``.
+
+    Raises:
+        ValueError: not a stack of square matrices, or one of them holds no example.
+    """
+    cm = np.asarray(confusions, dtype=float)
+    if cm.ndim != 3 or cm.shape[1] != cm.shape[2]:
+        raise ValueError(f"expected [n, n_classes, n_classes] confusion matrices, got shape {cm.shape}")
+    support = cm.sum(axis=2)  # [n, n_classes] true examples per class
+    total = support.sum(axis=1)
+    if (total == 0).any():
+        raise ValueError("empty confusion matrix")
+    diag = np.diagonal(cm, axis1=1, axis2=2)
+    present = support > 0
+    recall = np.divide(diag, support, out=np.zeros_like(diag), where=present)
+    return diag.sum(axis=1) / total, recall.sum(axis=1) / present.sum(axis=1)
 
 
 def war_uar(confusion) -> tuple[float, float]:
     """``(WAR, UAR)`` of a confusion matrix; UAR averages the recall of the classes
-    that have true examples.
+    that have true examples (the one definition used by training, evaluation, ensembles
+    and the results tables).
 
     Raises:
-        ValueError: the matrix holds no example.
+        ValueError: the matrix is not square or holds no example.
     """
     cm = np.asarray(confusion, dtype=float)
-    support = cm.sum(axis=1)
-    if support.sum() == 0:
-        raise ValueError("empty confusion matrix")
-    present = support > 0
-    return float(np.trace(cm) / support.sum()), float(np.mean(np.diag(cm)[present] / support[present]))
+    if cm.ndim != 2:
+        raise ValueError(f"expected a [n_classes, n_classes] confusion matrix, got shape {cm.shape}")
+    war, uar = war_uar_many(cm[None])
+    return float(war[0]), float(uar[0])
+
+
+def confusion_scores(confusion) -> dict[str, float]:
+    """``{"war", "uar", "f1_macro"}`` of a confusion matrix (fractions in [0, 1]), each
+    over the classes with true examples: :func:`war_uar` and :func:`macro_f1`.
+
+    Raises:
+        ValueError: the matrix is not square or holds no example.
+    """
+    cm = np.asarray(confusion, dtype=float)
+    war, uar = war_uar(cm)
+    per_class = per_class_metrics(cm, [str(k) for k in range(cm.shape[0])])
+    return {"war": war, "uar": uar, "f1_macro": macro_f1(per_class)}
 
 
 def write_per_class_csv(rows: list[dict], path: str | Path) -> None:
