@@ -226,7 +226,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
                                         [index[mapping.mapping[r.label]] for _, r in decoded],
                                         lambda j: audio.wave(decoded[j][0]), mode, corpora=[r.corpus for _, r in decoded],
                                         seed=enrol_seed, batch_size=batch_size)
-        by_stats[mode] = scored[mode].report(predictor.class_names)
+        by_stats[mode] = scored[mode].report()
     main = by_stats[headline]
     confusion = np.asarray(main["confusion_matrix"])
     per_class = per_class_metrics(confusion, predictor.class_names)

@@ -186,7 +186,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         by_stats, main = {}, None
         for mode in modes:
             scored = score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed)
-            by_stats[mode] = scored.report(classes)
+            by_stats[mode] = scored.report()
             main = scored if mode == headline else main
         member_uar = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
         scores[part] = PartScores(main.paths, main.targets, main.probabilities, member_uar, headline, by_stats)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
+from ser_lightning.class_report import confusion_scores, war_uar
 
 #: Test-time statistics modes reported for a speaker-normalised model, in table order.
 SPEAKER_MODES = ("transductive", "enrol4", "enrol8", "training")
@@ -115,7 +115,7 @@ class ScoredPart:
             t, p = t[mask], p[mask]
         return np.bincount(t * n + p, minlength=n * n).reshape(n, n)
 
-    def report(self, class_names: list[str]) -> dict:
+    def report(self) -> dict:
         """``war``, ``uar``, ``f1_macro`` (fractions; :mod:`ser_lightning.class_report`'s one
         definition), ``n``, ``confusion_matrix`` and ``per_speaker_confusion``.
 
@@ -123,9 +123,8 @@ class ScoredPart:
             ValueError: nothing was scored.
         """
         cm = self.confusion()
-        war, uar = war_uar(cm)
         speakers = np.asarray(self.speakers)
-        out = {"war": war, "uar": uar, "f1_macro": macro_f1(per_class_metrics(cm, class_names)), "n": len(self.paths),
+        out = {**confusion_scores(cm), "n": len(self.paths),
                "confusion_matrix": cm.tolist(),
                "per_speaker_confusion": {s: self.confusion(speakers == s).tolist() for s in sorted(set(self.speakers))}}
         if self.enrolled:

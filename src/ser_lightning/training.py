@@ -229,7 +229,7 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         for mode in modes:
             parts[mode] = score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
                                            seed=int(cfg.get("enrol_seed", 0)))
-            by_stats[mode] = parts[mode].report(dm.class_names)
+            by_stats[mode] = parts[mode].report()
         out[part] = {"headline": by_stats[headline], "by_stats": by_stats, "part": parts[headline], "mode": headline}
     return out
 

@@ -23,23 +23,12 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
+from ser_lightning.class_report import confusion_scores
 from ser_lightning.features import FeatureConfig
 from ser_lightning.models import build_backbone
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
-
-
-def confusion_scores(confusion: torch.Tensor, class_names: list[str], prefix: str) -> dict[str, float]:
-    """``<prefix>war``, ``<prefix>uar``, ``<prefix>f1_macro`` of a ``[n_classes, n_classes]``
-    confusion matrix (rows true), by :mod:`ser_lightning.class_report`; empty when it holds
-    no example."""
-    cm = confusion.detach().cpu().numpy()
-    if cm.sum() == 0:
-        return {}
-    war, uar = war_uar(cm)
-    return {f"{prefix}war": war, f"{prefix}uar": uar, f"{prefix}f1_macro": macro_f1(per_class_metrics(cm, class_names))}
 
 
 class SERModule(L.LightningModule):
@@ -131,7 +120,9 @@ class SERModule(L.LightningModule):
 
     def _log_epoch(self, confusion: MulticlassConfusionMatrix, prefix: str) -> None:
         # compute() gathers the matrix over devices, so every rank logs the same scores
-        self.log_dict(confusion_scores(confusion.compute(), self.class_names, prefix), prog_bar=True)
+        cm = confusion.compute().cpu().numpy()
+        if cm.sum() > 0:
+            self.log_dict({prefix + k: v for k, v in confusion_scores(cm).items()}, prog_bar=True)
         confusion.reset()
 
     def on_train_epoch_end(self) -> None:
