@@ -157,11 +157,13 @@ def checkpoint_paths(ckpt_path) -> str | list[str]:
 def run_predict(cfg: DictConfig) -> int:
     """Predict every input; print a table; write ``cfg.output``, ``cfg.timeline`` and
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
-    (silence counts as a prediction), 1 when some could not be, 2 on a usage error
-    (bad checkpoint, no input, bad option)."""
+    (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
+    when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
+    from ser_lightning.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference import CheckpointError, Predictor, SpeakerGroupingError, expand_inputs
 
     try:
+        min_confidence = check_min_confidence(cfg.get("min_confidence"))
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ValueError(f"{key}={cfg[key]}: use a .csv or .json file name")
@@ -194,7 +196,10 @@ def run_predict(cfg: DictConfig) -> int:
     except SpeakerGroupingError as exc:  # found while grouping the inputs by folder
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    predictions = apply_min_confidence(predictions, min_confidence)
     print_table(predictions)
+    if min_confidence is not None:
+        print(abstention_summary(predictions, min_confidence))
     if cfg.output:
         write_predictions(predictions, predictor.class_names, cfg.output)
         print(f"wrote {len(predictions)} rows to {cfg.output}")
