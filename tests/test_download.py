@@ -67,7 +67,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files, httpd.log, httpd.cut_once = {}, [], set()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
@@ -376,3 +376,39 @@ def test_shipped_manifest_is_complete():
     assert len(crema) == specs["crema_d"].expected_files == 7442
     assert all(len(h) == 64 for _, _, h in crema)
     assert specs["tess"].implicit and not any(s.implicit for n, s in specs.items() if n != "tess")
+
+
+def test_interactive_yes_accepts_the_licence(ravdess_setup, monkeypatch):
+    manifest, root, members = ravdess_setup
+    answers = iter(["yes"])
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    result = dl.install_corpus("ravdess", root, manifest=manifest, interactive=True, retries=0, progress=False,
+                               out=lambda _m: None)
+    assert result.action == "installed" and len(read_corpus("ravdess", root / "ravdess")) == len(members)
+
+
+def test_disk_full_and_interrupt_leave_no_corpus(ravdess_setup, monkeypatch, capsys):
+    manifest, root, _ = ravdess_setup
+    usage = dl.shutil.disk_usage(root.parent)
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda _p: usage._replace(free=1000))
+    with pytest.raises(dl.DownloadError, match="not enough free disk space"):
+        _install("ravdess", root, manifest)
+    monkeypatch.undo()
+
+    def full(self, url, output_file, pooch_obj, check_only=False):
+        self.part.write_bytes(b"x" * 10)
+        raise OSError(28, "No space left on device")  # ENOSPC while writing
+
+    monkeypatch.setattr(dl.ResumingDownloader, "__call__", full)
+    with pytest.raises(dl.DownloadError, match="the disk is full.*run the same command again"):
+        _install("ravdess", root, manifest)
+    assert not (root / "ravdess").exists()
+
+    def interrupted(self, url, output_file, pooch_obj, check_only=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl.ResumingDownloader, "__call__", interrupted)
+    capsys.readouterr()
+    assert cli_main(["ravdess", f"root={root}", f"manifest={manifest}", "accept_licence=true", "retries=0"]) == 1
+    assert "interrupted" in capsys.readouterr().err
+    assert not (root / "ravdess").exists() and not (root / ".ravdess.partial").exists()
