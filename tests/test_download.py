@@ -24,7 +24,7 @@ import yaml
 
 from conftest import write_tone
 from ser_lightning.data import download as dl
-from ser_lightning.data.corpora import read_corpus
+from ser_lightning.data.corpora import DEFAULT_CORPUS_FOLDERS, read_corpus
 from ser_lightning.download import main as cli_main
 
 
@@ -386,6 +386,12 @@ def test_shipped_manifest_is_complete():
     assert len(crema) == specs["crema_d"].expected_files == 7442
     assert all(len(h) == 64 for _, _, h in crema)
     assert specs["tess"].implicit and not any(s.implicit for n, s in specs.items() if n != "tess")
+    repo = Path(__file__).resolve().parents[1]
+    default_root = yaml.safe_load((repo / "conf" / "data" / "default.yaml").read_text())["root"]
+    for name, spec in specs.items():
+        assert spec.reader_root == DEFAULT_CORPUS_FOLDERS[name]
+        root = yaml.safe_load((repo / "conf" / "data" / f"{name}.yaml").read_text()).get("root", default_root)
+        assert root.replace("${data.corpus}", name) == "${paths.data_dir}/" + spec.reader_root
 
 
 def test_interactive_yes_accepts_the_licence(ravdess_setup, monkeypatch):
