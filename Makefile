@@ -1,13 +1,21 @@
 # Two commands do all the set-up on a fresh machine:
-#   make train   creates .venv on first use, then trains the default model (cnn2d on TESS)
-#   make test    creates .venv on first use, then runs the test suite
+#   make train   creates .venv on first use, fetches TESS when the data root lacks it
+#                (only with the default data; licence and citation printed), then trains
+#                the default model (cnn2d on TESS)
+#   make test    creates .venv on first use, then runs the test suite (never downloads)
 # Extra Hydra overrides: make train ARGS="model=cnn1d data=ravdess"
+# Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.download)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+CORPUS ?=
+
+# `make data` downloads into $SER_DATA_DIR as the user set it, else ./data (never into the
+# shared fallback below).
+DOWNLOAD_ROOT := $(if $(SER_DATA_DIR),$(SER_DATA_DIR),data)
 
 # The corpora: $SER_DATA_DIR when set; else ./data; else the shared copy beside the repo.
 ifeq ($(SER_DATA_DIR),)
@@ -18,7 +26,10 @@ ifeq ($(SER_DATA_DIR),)
   endif
 endif
 
-.PHONY: venv train test predict clean
+# The data root as paths.data_dir resolves it (conf/paths/default.yaml).
+DATA_ROOT = $(if $(SER_DATA_DIR),$(SER_DATA_DIR),data)
+
+.PHONY: venv train test predict clean data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +40,15 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 train: $(VENV)/.installed
+ifeq ($(filter-out data=tess,$(filter data=% data.root=% paths.data_dir=% experiment=%,$(ARGS))),)
+	@test -d "$(DATA_ROOT)/tess" || $(PY) -m ser_lightning.download tess implicit=true root="$(DATA_ROOT)"
+endif
 	$(PY) train.py $(ARGS)
+
+data: $(VENV)/.installed
+	@test -n "$(CORPUS)" || { echo "usage: make data CORPUS=<ravdess|tess|crema_d|emodb|savee> [ARGS='accept_licence=true']"; \
+	  $(PY) -m ser_lightning.download --list; exit 1; }
+	$(PY) -m ser_lightning.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
