@@ -41,12 +41,8 @@ import logging
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +249,10 @@ def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str
 
     Returns:
         ``{"method", "temperature", "fitted_on", "n", "nll_before", "nll_after"}``
-        (NLL in nats per example, before and after calibration).
+        (NLL in nats per example, before and after calibration), plus ``"note"`` when
+        no temperature was fitted: a held-out part whose arg-max is right on every
+        example (or wrong on every one) has no finite NLL minimum (it lies at T -> 0, or
+        T -> infinity), so ``T = 1`` is kept rather than a bound of the search.
 
     Raises:
         ValueError: an unknown ``method``; see :func:`fit_temperature`.
@@ -261,9 +260,14 @@ def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str
     if method not in ("temperature", "none"):
         raise ValueError(f"calibration method '{method}' is unknown; allowed: ['temperature', 'none']")
     before = nll(logits, targets)
-    temperature = fit_temperature(logits, targets) if method == "temperature" else 1.0
-    return {"method": method, "temperature": temperature, "fitted_on": fitted_on, "n": len(targets),
-            "nll_before": before, "nll_after": nll(logits, targets, temperature)}
+    out = {"method": method, "temperature": 1.0, "fitted_on": fitted_on, "n": len(targets)}
+    if method == "temperature":
+        correct = np.asarray(torch.as_tensor(logits).argmax(dim=1) == torch.as_tensor(targets))
+        if correct.all() or not correct.any():
+            out["note"] = f"not fitted: the arg-max is {'right' if correct.all() else 'wrong'} on every {fitted_on} example"
+        else:
+            out["temperature"] = fit_temperature(logits, targets)
+    return {**out, "nll_before": before, "nll_after": nll(logits, targets, out["temperature"])}
 
 
 def checkpoint_temperature(hyper_parameters: dict) -> float:
@@ -362,6 +366,8 @@ def reliability_diagram(bins_before: list[dict], bins_after: list[dict] | None, 
         ValueError: an empty table.
     """
     panels = [("before calibration", bins_before)] + ([("after calibration", bins_after)] if bins_after is not None else [])
+    from ser_lightning.plots import plt  # matplotlib only where a figure is drawn (prediction never imports it)
+
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     for ax, (name, bins) in zip(axes[0], panels, strict=True):
         ece = ece_from_bins(bins)
@@ -452,6 +458,8 @@ def risk_coverage_plot(table: dict, path: str | Path, title: str = "") -> None:
         title: figure title.
     """
     rows = [r for r in table["rows"] if r["n_kept"]]
+    from ser_lightning.plots import plt
+
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     ax.plot([100 * r["coverage"] for r in rows], [100 * r["accuracy"] for r in rows], "-o", markersize=3.5,
             label="keep confidence >= threshold")

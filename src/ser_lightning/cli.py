@@ -175,7 +175,8 @@ def run_predict(cfg: DictConfig) -> int:
         predictor = Predictor.from_checkpoint(
             checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
-            speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"))
+            speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
+            calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
         files = expand_inputs(cfg.input)
         if speaker_stats == "enrol" and predictor.speaker_normalized:
             enrol_files = expand_inputs(cfg.enrol) if cfg.get("enrol") else []
@@ -236,7 +237,8 @@ def run_eval(cfg: DictConfig) -> int:
                                      label_map=OmegaConf.to_container(cfg.label_map) if cfg.label_map else None,
                                      batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir,
                                      scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
-                                     report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)))
+                                     report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)),
+                                     calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
     except (CheckpointError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -251,6 +253,9 @@ def run_eval(cfg: DictConfig) -> int:
     if report["skipped_files"]:
         print(f"  skipped   {len(report['skipped_files'])} files that cannot be decoded (listed in metrics.json)")
     metrics = {k.replace("eval/", "test/"): v for k, v in report.items() if k.startswith("eval/")}
+    cal = report["calibration"]
+    print(f"  calibration: T = {cal['temperature']:.3g}; ECE {100 * cal['before']['ece']:.1f} % at T = 1, "
+          f"{100 * cal['after']['ece']:.1f} % at T = {cal['temperature']:.3g} (15 bins, top label)")
     others = [f"{m} {100 * r['uar']:.1f}" for m, r in report["eval_by_stats"].items() if m != report["test_stats"]]
     note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}"
     note += f" (UAR % under the other statistics: {', '.join(others)})" if others else ""

@@ -171,7 +171,8 @@ def _checkpoint_name(ckpt_path) -> str:
 def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict, part: str = "all", unknown_labels: str = "map",
                         label_map: dict[str, str] | None = None, batch_size: int = 32, device: str | None = None,
                         output_dir: str | Path | None = None, scoring: str = "windows", test_stats: str = "training",
-                        report_stats: list[str] | None = None, enrol_seed: int = 0) -> dict:
+                        report_stats: list[str] | None = None, enrol_seed: int = 0, calibration: str = "checkpoint",
+                        temperature: float | None = None) -> dict:
     """Evaluate a checkpoint (or a list of them, an ensemble, see
     :meth:`~ser_lightning.inference.Predictor.from_checkpoint`) on the corpus of
     ``data_cfg`` (a resolved ``conf/data``), through the one scoring path
@@ -187,6 +188,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
         report_stats: every mode scored into ``eval_by_stats`` (default: all of
             :data:`ser_lightning.scoring.SPEAKER_MODES`).
         enrol_seed: seed of the enrolment draw.
+        calibration, temperature: see :meth:`~ser_lightning.inference.Predictor.from_checkpoint`.
 
     Returns:
         The report: ``eval/war``, ``eval/uar``, ``eval/f1_macro`` (fractions; UAR and
@@ -202,11 +204,12 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     import csv
     import json
 
+    from ser_lightning.calibration import calibration_metrics
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.inference import Predictor
     from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
 
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring)
+    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
     paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
     rows = select_rows(data_cfg, part, paths)
     mapping = map_labels(Counter(r.label for r in rows), predictor.class_names, unknown_labels, label_map)
@@ -240,6 +243,10 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
         "n_files": len(rows), "n_evaluated": int(confusion.sum()), "n_dropped": sum(mapping.dropped.values()),
         "skipped_files": {**dict(audio.errors), **scored[headline].errors}, "per_class": per_class, "confusion_matrix": confusion.tolist(),
         "per_speaker_confusion": main["per_speaker_confusion"],
+        # before: T = 1 on the model's output (an ensemble's members keep their own temperatures)
+        "calibration": {"temperature": predictor.temperature,
+                        "before": calibration_metrics(scored[headline].at_temperature(1.0).probabilities, scored[headline].targets),
+                        "after": calibration_metrics(scored[headline].probabilities, scored[headline].targets)},
     }
     if output_dir is not None:
         from ser_lightning.class_report import write_per_class_csv

@@ -268,13 +268,19 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     if path.suffix.lower() in other:
         raise ValueError(f"output={path} has the suffix of another format than format={format}")
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", speaker_stats="training")
-    module = WaveformClassifier(predictor.features, predictor.model, predictor.training_stats if predictor.speaker_normalized else None).eval()
+    model = predictor.model
+    if predictor.temperature != 1.0:  # calibrated: the graph's softmax sees logits / T, as predict.py does
+        from ser_lightning.calibration import TemperatureScaled
+
+        model = TemperatureScaled(model, predictor.temperature)
+    module = WaveformClassifier(predictor.features, model, predictor.training_stats if predictor.speaker_normalized else None).eval()
     metadata = {
         "class_names": predictor.class_names,
         "sample_rate": predictor.sample_rate,
         "clip_seconds": predictor.clip_seconds,
         "input": "waveform [batch, samples] float32, mono, at sample_rate, in [-1, 1]",
         "output": "probabilities [batch, n_classes] (softmax, class_names order)",
+        "temperature": predictor.temperature,
         # what predict.py's speaker_stats would have to be to give the same probabilities
         "speaker_stats": "training (the training speakers' pooled statistics, built in)" if predictor.speaker_normalized else "none needed",
     }

@@ -97,6 +97,9 @@ class Prediction:
         windows: the timeline, one entry per analysis window, in time order.
         note: something the user should know about a successful prediction (silent
             windows, a truncated file), else ``None``.
+        logits: ``[n_voiced_windows, n_classes]`` the model's raw logits of the
+            classified windows (before the temperature), for calibration; ``None`` when
+            nothing was classified.
     """
 
     source: str
@@ -107,6 +110,7 @@ class Prediction:
     duration: float | None = None
     windows: list[WindowPrediction] = field(default_factory=list)
     note: str | None = None
+    logits: np.ndarray | None = field(default=None, repr=False)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -202,7 +206,7 @@ class _Pending:
 
     source: str
     windows: list[WindowPrediction] = field(default_factory=list)
-    probs: list[np.ndarray | None] = field(default_factory=list)
+    logits: list[np.ndarray | None] = field(default_factory=list)
     n_samples: int = 0
     error: str | None = None
     truncated: str | None = None
@@ -237,6 +241,8 @@ class Predictor:
             ``"enrol"`` needs :meth:`enrol` first; ``"input"`` reads each input twice:
             once for its statistics, once to classify it.
         scoring: one of :data:`SCORING`.
+        temperature: the calibration temperature ``T`` (Guo et al., 2017): every
+            window's probabilities are ``softmax(logits / T)``; 1 leaves them as trained.
 
     Raises:
         ValueError: a non-positive window or hop, a window shorter than ``min_seconds``,
@@ -248,7 +254,7 @@ class Predictor:
                  device: str | torch.device = "cpu", hop_seconds: float | None = None, window_seconds: float | None = None,
                  silence_dbfs: float | None = SILENCE_DBFS, min_seconds: float | None = None,
                  training_stats: tuple[torch.Tensor, torch.Tensor] | None = None, speaker_stats: str = "training",
-                 scoring: str = "windows"):
+                 scoring: str = "windows", temperature: float = 1.0):
         self.device = torch.device(device)
         # Channels-last 4-D weights make the cnn2d's convolutions and max-pooling take
         # oneDNN's vectorised NHWC kernels: 2.4x faster on a CPU batch of 32 windows,
@@ -276,13 +282,17 @@ class Predictor:
         if scoring not in SCORING:
             raise ValueError(f"scoring='{scoring}' is unknown; allowed: {list(SCORING)}")
         self.scoring = scoring
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        self.temperature = float(temperature)
         self.speaker_stats = speaker_stats
         self.training_stats = None if training_stats is None else tuple(t.float().to(self.device) for t in training_stats)
         #: ``(mean, std)`` of the enrolment recordings (``speaker_stats="enrol"``), set by :meth:`enrol`.
         self.enrolment_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | list[str | Path], device: str | torch.device | None = None, **kwargs) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path | list[str | Path], device: str | torch.device | None = None,
+                        calibration: str = "checkpoint", temperature: float | None = None, **kwargs) -> "Predictor":
         """Rebuild the predictor from a training checkpoint, or from several (an ensemble).
 
         Args:
@@ -291,6 +301,13 @@ class Predictor:
                 several seeds): the predictor then outputs the mean of their class
                 probabilities (:class:`~ser_lightning.ensemble.ProbabilityAverage`).
             device: ``None``: CUDA when available, else CPU.
+            calibration: ``"checkpoint"``: the temperature stored in the checkpoint
+                (``hyper_parameters["calibration"]``, fitted on validation after training;
+                1 when there is none); for a list, each member's own, applied to its
+                logits before averaging. ``"none"``: uncalibrated (``T = 1``).
+            temperature: a temperature for the whole model's output instead (for an
+                ensemble, the one fitted on the ensemble, e.g. by ``results.py ensemble``);
+                overrides ``calibration``.
             **kwargs: ``hop_seconds``, ``window_seconds``, ``silence_dbfs``, ``min_seconds``,
                 ``speaker_stats``, ``scoring``.
 
@@ -309,11 +326,17 @@ class Predictor:
                 if other.get(key) != hp.get(key):
                     raise CheckpointError(f"ensemble member {p} differs from {paths[0]} in {key}: members must share the "
                                           f"features, classes, clip length and training statistics (one recipe and split)")
+        if calibration not in ("checkpoint", "none"):
+            raise ValueError(f"calibration='{calibration}' is unknown; allowed: checkpoint, none")
+        from ser_lightning.calibration import TemperatureScaled, checkpoint_temperature
+
+        temps = [1.0 if calibration == "none" or temperature is not None else checkpoint_temperature(h) for _, h in loaded]
         model = loaded[0][0]
         if len(loaded) > 1:
             from ser_lightning.ensemble import ProbabilityAverage
 
-            model = ProbabilityAverage([m for m, _ in loaded])
+            model = ProbabilityAverage([m if t == 1.0 else TemperatureScaled(m, t) for (m, _), t in zip(loaded, temps, strict=True)])
+            temps = [1.0]
         feature_config = FeatureConfig.from_dict(hp["features"])
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         stats = hp.get("feature_stats")
@@ -321,7 +344,7 @@ class Predictor:
             raise CheckpointError(f"{paths[0]}: a speaker-normalised model whose checkpoint lacks the training statistics (feature_stats)")
         training_stats = (torch.tensor(stats["mean"]), torch.tensor(stats["std"])) if feature_config.normalize == "speaker" else None
         return cls(model, FeatureExtractor(feature_config), hp["class_names"], hp["clip_seconds"], device,
-                   training_stats=training_stats, **kwargs)
+                   training_stats=training_stats, temperature=temperature if temperature is not None else temps[0], **kwargs)
 
     def windows(self, wave: np.ndarray) -> np.ndarray:
         """Cut ``[time]`` samples into ``[n_windows, clip_samples]`` (covering the end)."""
@@ -329,8 +352,9 @@ class Predictor:
         return np.stack([w.samples for w in (*slicer.push(np.asarray(wave, np.float32)), *slicer.finish())])
 
     @torch.inference_mode()
-    def probabilities(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
-        """``[n, clip_samples]`` waveforms -> ``[n, n_classes]`` class probabilities.
+    def logits(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+        """``[n, clip_samples]`` waveforms -> ``[n, n_classes]`` raw logits (before the
+        temperature).
 
         Args:
             stats: for a speaker-normalised model, the speaker's ``(mean, std)``, each
@@ -342,7 +366,16 @@ class Predictor:
         if self.speaker_normalized:
             mean, std = stats if stats is not None else self.training_stats
             feats = (feats - mean.to(self.device)[..., None]) / std.to(self.device)[..., None]
-        return torch.softmax(self.model(feats), dim=-1).float().cpu().numpy()
+        return self.model(feats).float().cpu().numpy()
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """``[n, n_classes]`` logits -> probabilities ``softmax(logits / temperature)``."""
+        return calibrated_probabilities(logits, self.temperature)
+
+    def probabilities(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+        """``[n, clip_samples]`` waveforms -> ``[n, n_classes]`` (calibrated) class
+        probabilities; ``stats`` as in :meth:`logits`."""
+        return self.calibrated(self.logits(windows, stats))
 
     @torch.inference_mode()
     def statistics(self, waves) -> tuple[torch.Tensor, torch.Tensor]:
@@ -482,7 +515,10 @@ class Predictor:
         if p.error:
             return Prediction(p.source, error=p.error)
         windows = p.windows
-        voiced = [(w, pr) for w, pr in zip(windows, p.probs, strict=True) if pr is not None]
+        voiced = [(w, lg) for w, lg in zip(windows, p.logits, strict=True) if lg is not None]
+        logits = np.stack([lg for _, lg in voiced]) if voiced else None
+        probs = self.calibrated(logits) if voiced else []
+        voiced = [(w, pr) for (w, _), pr in zip(voiced, probs, strict=True)]
         for w, pr in voiced:
             k = int(np.argmax(pr))
             w.label, w.confidence = self.class_names[k], float(pr[k])
@@ -495,10 +531,10 @@ class Predictor:
             return Prediction(p.source, SILENCE, duration=duration, windows=windows, note="; ".join(notes))
         if len(voiced) < len(windows):
             notes.insert(0, f"{len(windows) - len(voiced)} of {len(windows)} windows silent (below {self.silence_dbfs:g} dBFS), left out of the mean")
-        mean = np.mean([pr for _, pr in voiced], axis=0)
+        mean = probs.mean(axis=0)
         k = int(np.argmax(mean))
         return Prediction(p.source, self.class_names[k], float(mean[k]), {c: float(v) for c, v in zip(self.class_names, mean, strict=True)},
-                          duration=duration, windows=windows, note="; ".join(notes) or None)
+                          duration=duration, windows=windows, note="; ".join(notes) or None, logits=logits)
 
     def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False,
                 stats: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None) -> list[Prediction]:
@@ -551,9 +587,9 @@ class Predictor:
                 if self.speaker_normalized:
                     rows = [group_stats[g] for g in batch_groups]
                     stats = (torch.stack([m for m, _ in rows]), torch.stack([s for _, s in rows]))
-                probs = self.probabilities(batch[: len(batch_rows)], stats)
-                for (p, row), pr in zip(batch_rows, probs, strict=True):
-                    p.probs[row] = pr
+                logits = self.logits(batch[: len(batch_rows)], stats)
+                for (p, row), lg in zip(batch_rows, logits, strict=True):
+                    p.logits[row] = lg
                 batch_rows.clear()
                 batch_groups.clear()
 
@@ -570,10 +606,10 @@ class Predictor:
                                            f"or an (array, sample_rate) pair)")
                 for w in self._stream_windows(item if isinstance(item, np.ndarray) else Path(item), p, rate):
                     p.windows.append(WindowPrediction(w.start / self.sample_rate, w.end / self.sample_rate, w.energy_dbfs))
-                    p.probs.append(None)
+                    p.logits.append(None)
                     if (self.silence_dbfs is None or w.energy_dbfs >= self.silence_dbfs) and not missing_stats:
                         batch[len(batch_rows)] = w.samples
-                        batch_rows.append((p, len(p.probs) - 1))
+                        batch_rows.append((p, len(p.logits) - 1))
                         batch_groups.append(groups[i])
                         if len(batch_rows) == batch_size:
                             flush()
@@ -608,6 +644,13 @@ class Predictor:
                     pass
         return tqdm(total=round(total, 2), unit="s", desc="audio", dynamic_ncols=True,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}")
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``[n, n_classes]`` logits -> ``softmax(logits / T)`` as float32 ``[n, n_classes]``:
+    the one place the temperature meets the logits (an input's probabilities are the mean
+    of its windows' rows)."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)) / temperature, dim=-1).numpy()
 
 
 def _is_array_pair(item) -> bool:

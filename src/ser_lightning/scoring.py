@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -91,6 +91,9 @@ class ScoredPart:
         enrolled: speaker -> paths used for that speaker's statistics and left out
             (``enrol<k>`` only).
         errors: path -> why it could not be scored (left out of the scores).
+        logits: per utterance, ``[n_windows, n_classes]`` raw logits of its classified
+            windows (calibration is fitted on them and applied to them).
+        temperature: the temperature ``probabilities`` were computed with.
     """
 
     mode: str
@@ -101,6 +104,24 @@ class ScoredPart:
     probabilities: np.ndarray
     enrolled: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    logits: list[np.ndarray] = field(default_factory=list, repr=False)
+    temperature: float = 1.0
+
+    def at_temperature(self, temperature: float) -> "ScoredPart":
+        """The same utterances scored with another calibration temperature: each
+        utterance's probabilities are the mean of ``softmax(window logits / T)``, computed
+        as :class:`~ser_lightning.inference.Predictor` computes them (the model is not run again)."""
+        from ser_lightning.inference import calibrated_probabilities
+
+        probs = np.array([calibrated_probabilities(lg, temperature).mean(axis=0) for lg in self.logits], dtype=np.float64)
+        return replace(self, probabilities=probs.reshape(self.probabilities.shape), temperature=float(temperature))
+
+    def window_logits(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits [n_windows, n_classes], targets [n_windows])``: every classified window
+        with its utterance's label (what a temperature is fitted on)."""
+        if not self.logits:
+            raise ValueError("nothing was scored")
+        return np.concatenate(self.logits), np.concatenate([np.full(len(lg), t) for lg, t in zip(self.logits, self.targets, strict=True)])
 
     @property
     def predicted(self) -> np.ndarray:
@@ -193,7 +214,8 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     probs = np.array([[predictions[j].probabilities[c] for c in classes] for j in ok], dtype=np.float64).reshape(len(ok), len(classes))
     keep = [scored[j] for j in ok]
     return ScoredPart(mode, [paths[i] for i in keep], [speakers[i] for i in keep], [corpora[i] for i in keep],
-                      np.asarray([targets[i] for i in keep], dtype=np.int64), probs, enrolled, errors)
+                      np.asarray([targets[i] for i in keep], dtype=np.int64), probs, enrolled, errors,
+                      [predictions[j].logits for j in ok], predictor.temperature)
 
 
 def by_group(part: ScoredPart, groups: list[str]) -> dict[str, dict]:

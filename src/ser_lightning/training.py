@@ -159,11 +159,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best = scored_checkpoint(trainer, cfg, output_dir)
             scores = score_run(best, dm, cfg)
             metrics.update(headline_metrics(scores, parts=("val", "test") if cfg.get("test", True) else ("val",)))
+            calibration = None
+            if cfg.get("test", True):
+                calibration = calibration_report(scores, output_dir, f"{cfg.data.corpus} {cfg.model.backbone.name}")
+                for when, key in (("after", ""), ("before", "_uncalibrated")):
+                    metrics.update({f"test/{m}{key}": float(calibration["test"][when][m]) for m in ("ece", "nll", "brier")})
             for lg in loggers:
                 lg.log_metrics({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) and k.count("/") == 1},
                                step=trainer.global_step)
             if cfg.get("test", True):
-                write_report(cfg, dm, model, trainer, metrics, scores, best, timer, time.perf_counter() - start)
+                write_report(cfg, dm, model, trainer, metrics, scores, calibration, best, timer, time.perf_counter() - start)
                 log_test_figures(loggers, scores["test"]["headline"]["confusion_matrix"], dm.class_names)
     finally:
         finish_loggers(loggers, output_dir)
@@ -202,35 +207,77 @@ def scored_checkpoint(trainer: L.Trainer, cfg: DictConfig, output_dir: Path) -> 
 
 def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
     """Score the validation and test parts of ``dm``'s split with the checkpoint file,
-    under every test-time statistics mode that applies (see :mod:`ser_lightning.scoring`).
+    under every test-time statistics mode that applies (see :mod:`ser_lightning.scoring`),
+    and calibrate it: with ``cfg.calibration=temperature`` a temperature is fitted on the
+    validation part's window logits (headline statistics) and stored in the checkpoint
+    (``hyper_parameters["calibration"]``), so every later caller scores with it.
 
     Returns:
-        ``{"val"|"test": {"headline": report, "by_stats": {mode: report}, "part": ScoredPart of the headline}}``
-        (reports of :meth:`~ser_lightning.scoring.ScoredPart.report`).
+        ``{"val"|"test": {"headline": report, "by_stats": {mode: report}, "part": ScoredPart
+        of the headline, "uncalibrated": ScoredPart of the headline at T = 1, "mode": str},
+        "calibration": the stored calibration entry}`` (reports of
+        :meth:`~ser_lightning.scoring.ScoredPart.report`).
 
     Raises:
-        ValueError: ``test_stats`` names a mode that does not apply to the model.
+        ValueError: ``test_stats`` names a mode that does not apply to the model, or an
+            unknown ``calibration``.
     """
+    from ser_lightning.calibration import fit_calibration
     from ser_lightning.inference import Predictor
     from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
 
+    method = str(cfg.get("calibration", "temperature"))
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")))
+    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
     modes = modes_for(predictor, list(cfg.get("report_stats") or []) or None)
     headline = UTTERANCE_MODE if not predictor.speaker_normalized else str(cfg.get("test_stats", "training"))
     if headline not in modes:
         modes.append(headline)
-    out: dict[str, dict] = {}
+    raw: dict[str, dict] = {}
     for part in ("val", "test"):
         rows = getattr(dm.split, part)
         args = ([r.path for r in rows], [r.speaker for r in rows], [dm.class_names.index(r.label) for r in rows],
                 dm.waveform_of(rows))
-        by_stats, parts = {}, {}
-        for mode in modes:
-            parts[mode] = score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
-                                           seed=int(cfg.get("enrol_seed", 0)))
-            by_stats[mode] = parts[mode].report()
-        out[part] = {"headline": by_stats[headline], "by_stats": by_stats, "part": parts[headline], "mode": headline}
+        raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
+                                            seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
+    calibration = fit_calibration(*raw["val"][headline].window_logits(), method=method, fitted_on="val")
+    store_calibration(ckpt_path, calibration)
+    temperature = float(calibration["temperature"])
+    out: dict[str, dict] = {"calibration": calibration}
+    for part in ("val", "test"):
+        parts = {mode: scored.at_temperature(temperature) for mode, scored in raw[part].items()}
+        by_stats = {mode: scored.report() for mode, scored in parts.items()}
+        out[part] = {"headline": by_stats[headline], "by_stats": by_stats, "part": parts[headline],
+                     "uncalibrated": raw[part][headline], "mode": headline}
+    return out
+
+
+def store_calibration(ckpt_path: Path, calibration: dict) -> None:
+    """Write ``calibration`` into the checkpoint's hyper-parameters (atomically: a new
+    file renamed over the old one, so an interruption leaves the old checkpoint whole)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["calibration"] = calibration
+    tmp = ckpt_path.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(ckpt_path)
+
+
+def calibration_report(scores: dict[str, dict], output_dir: Path, title: str) -> dict:
+    """ECE, NLL and Brier score before and after calibration (validation and test), the
+    test part's risk-coverage table; writes ``reliability_diagram.png`` and
+    ``risk_coverage.png`` (test part) into ``output_dir``."""
+    from ser_lightning.calibration import calibration_metrics, reliability_diagram, risk_coverage, risk_coverage_plot
+
+    out = {**scores["calibration"]}
+    for part in ("val", "test"):
+        before = calibration_metrics(scores[part]["uncalibrated"].probabilities, scores[part]["uncalibrated"].targets)
+        after = calibration_metrics(scores[part]["part"].probabilities, scores[part]["part"].targets)
+        out[part] = {"before": before, "after": after}
+    test = scores["test"]["part"]
+    reliability_diagram(out["test"]["before"]["bins"], out["test"]["after"]["bins"], output_dir / "reliability_diagram.png",
+                        title=f"{title}: test, T = {out['temperature']:.2f}")
+    out["risk_coverage"] = risk_coverage(test.probabilities, test.targets)
+    risk_coverage_plot(out["risk_coverage"], output_dir / "risk_coverage.png", title=f"{title}: test")
     return out
 
 
@@ -248,7 +295,7 @@ def log_test_figures(loggers: list, confusion, class_names: list[str]) -> None:
             log_wandb(lg, confusion, class_names)
 
 
-def write_report(cfg, dm, model, trainer, metrics, scores, best: Path, timer, wall_seconds) -> None:
+def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, best: Path, timer, wall_seconds) -> None:
     """Write ``metrics.json``, ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
     print the result table."""
     output_dir = Path(cfg.paths.output_dir)
@@ -260,12 +307,13 @@ def write_report(cfg, dm, model, trainer, metrics, scores, best: Path, timer, wa
     except ValueError:
         best_rel = str(best)
     report = {
-        **{k: v for k, v in metrics.items() if k.split("/")[0] in ("val", "test") and k.split("/")[-1] in ("war", "uar", "f1_macro")},
+        **{k: v for k, v in metrics.items() if k.split("/")[0] in ("val", "test") and k.split("/")[-1] != "loss"},
         "scoring": str(cfg.get("scoring", "windows")),
         "test_stats": test["mode"],
         "test_by_stats": test["by_stats"],
         "val_by_stats": {m: {k: v for k, v in r.items() if k in ("war", "uar", "f1_macro", "n")} for m, r in scores["val"]["by_stats"].items()},
         "per_speaker_confusion": test["headline"]["per_speaker_confusion"],
+        "calibration": calibration,
         # the training loop's selection score (centred clips, validation speakers' own statistics)
         "best_val_uar": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         # relative to the run directory: what eval.py, ensembles and results load
