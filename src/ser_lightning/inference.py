@@ -29,7 +29,7 @@ from ser_lightning.data.audio import AudioDecodeError, fit_length, to_mono_resam
 from ser_lightning.data.corpora import audio_extensions
 from ser_lightning.features import FeatureConfig, FeatureExtractor
 from ser_lightning.models import build_backbone
-from ser_lightning.speaker_norm import recording_stats
+from ser_lightning.speaker_norm import FeatureStats, recording_stats
 from ser_lightning.streaming import AudioStream, Window, WindowSlicer, audio_info, energy_dbfs
 
 #: Where a speaker-normalised model (``features.normalize=speaker``) takes its statistics
@@ -409,20 +409,20 @@ class Predictor:
         """
         if isinstance(inputs, (str, Path, np.ndarray)) or _is_array_pair(inputs):
             inputs = [inputs]
+        parts = []
         problems: list[str] = []
-
-        def blocks():
-            for i, item in enumerate(inputs):
-                pair = (item[0], int(item[1])) if _is_array_pair(item) else (item, sample_rate)
-                source = f"array[{i}]" if isinstance(pair[0], np.ndarray) else str(pair[0])
-                try:
-                    yield from self._input_blocks(pair[0], pair[1], source)
-                except (AudioDecodeError, OSError, ValueError, TypeError) as exc:
-                    problems.append(str(exc))
-        try:
-            self.enrolment_stats = self.statistics(blocks())
-        except ValueError as exc:
-            raise ValueError(f"no enrolment recording could be read ({'; '.join(problems) or exc})") from exc
+        for i, item in enumerate(inputs):
+            pair = (item[0], int(item[1])) if _is_array_pair(item) else (item, sample_rate)
+            source = f"array[{i}]" if isinstance(pair[0], np.ndarray) else str(pair[0])
+            st = self._file_statistics(pair[0], pair[1], source)
+            if st is None:
+                problems.append(f"{source}: cannot be read to the end, or holds NaN/infinite samples")
+            else:
+                parts.append(st)
+        if not parts:
+            raise ValueError(f"no enrolment recording could be read ({'; '.join(problems)})")
+        pooled = FeatureStats.pooled(parts, self.features.config.n_features)
+        self.enrolment_stats = (pooled.mean.to(self.device), pooled.std.to(self.device))
         return problems
 
     def _input_blocks(self, item, sample_rate: int | None, source: str = "array", pending: _Pending | None = None) -> Iterator[np.ndarray]:
@@ -462,19 +462,25 @@ class Predictor:
         for g in range(max(groups, default=-1) + 1):
             members = [k for k, gk in enumerate(groups) if gk == g]
 
-            def blocks(members=members):
-                for k in members:
-                    try:
-                        for block in self._input_blocks(items[k], rates[k]):
-                            if np.isfinite(block).all():  # NaN/inf inputs are reported when classified
-                                yield block
-                    except (AudioDecodeError, OSError, ValueError, TypeError):
-                        continue  # reported when the input itself is classified
-            try:
-                stats.append(self.statistics(blocks()))
-            except ValueError:
-                stats.append(None)
+            parts = [st for st in (self._file_statistics(items[k], rates[k]) for k in members) if st is not None]
+            pooled = FeatureStats.pooled(parts, self.features.config.n_features)
+            stats.append((pooled.mean.to(self.device), pooled.std.to(self.device)) if pooled.count else None)
         return groups, stats
+
+    def _file_statistics(self, item, sample_rate: int | None, source: str = "array") -> FeatureStats | None:
+        """One input's feature statistics, read block by block (bounded memory), or
+        ``None`` when it cannot be decoded to the end or holds NaN/inf samples: a file
+        counts whole or not at all (its error is reported when it is classified)."""
+        def finite_blocks():
+            for block in self._input_blocks(item, sample_rate, source):
+                if not np.isfinite(block).all():
+                    raise AudioDecodeError(f"{source}: contains NaN or infinite samples")
+                yield block
+        try:
+            stats = recording_stats(self.features, finite_blocks(), self.features.config.n_features, self.device)
+        except (AudioDecodeError, OSError, ValueError, TypeError):
+            return None
+        return stats if stats.count else None
 
     def _stream_windows(self, item, pending: _Pending, sample_rate: int | None) -> Iterator[Window]:
         """Windows of one input (file or array); records its length in ``pending``.
