@@ -177,7 +177,17 @@ def run_predict(cfg: DictConfig) -> int:
         import torch
 
         torch.set_num_threads(int(cfg.num_threads))
-    predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
+    if cfg.get("segmenter", "windows") == "vad":  # one timeline row per speech segment (ser_lightning.live)
+        from ser_lightning.live import predict_segments
+        from ser_lightning.vad import build_vad
+
+        try:
+            predictions = predict_segments(predictor, files, build_vad(cfg.get("vad", "silero"), **dict(cfg.get("vad_settings") or {})))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
     print_table(predictions)
     if cfg.output:
         write_predictions(predictions, predictor.class_names, cfg.output)

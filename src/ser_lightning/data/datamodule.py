@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
-from ser_lightning.data.cache import DecodedAudio, load_or_decode
+from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
 from ser_lightning.data.splits import Split, make_split, stratified_subset
@@ -74,6 +74,9 @@ class SERDataModule(L.LightningDataModule):
         sampler: ``None`` (shuffle) or ``"balanced"``: draw training examples with
             ``WeightedRandomSampler`` (weight 1 / class count, with replacement), so each
             class is seen equally often per epoch. An alternative to class-weighted loss.
+        trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
+            trailing silence once, when the waveform cache is built (part of its key),
+            before clips are cropped (:func:`ser_lightning.vad.trim_silence`).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class SERDataModule(L.LightningDataModule):
         train_speakers: list[str] | None = None,
         reader_args: dict | None = None,
         sampler: str | None = None,
+        trim: str = "none",
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -125,6 +129,8 @@ class SERDataModule(L.LightningDataModule):
                                test_speakers=test_speakers, train_speakers=train_speakers)
         self.reader_args = dict(reader_args or {})
         self.sampler = None if sampler == "none" else sampler
+        check_trim(trim, sample_rate)
+        self.trim = trim
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.subset_fraction = subset_fraction
@@ -163,14 +169,14 @@ class SERDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fill the waveform cache once (rank 0 only under DDP)."""
         if self.cache_dir is not None:
-            load_or_decode([r.path for r in self.read_rows()], self.sample_rate, self.cache_dir, self.min_seconds)
+            load_or_decode([r.path for r in self.read_rows()], self.sample_rate, self.cache_dir, self.min_seconds, self.trim)
 
     def setup(self, stage: str | None = None) -> None:
         """Read, decode (or load the cache), drop bad files, split and build datasets."""
         if self._datasets:
             return
         rows = self.read_rows()
-        audio = load_or_decode([r.path for r in rows], self.sample_rate, self.cache_dir, self.min_seconds)
+        audio = load_or_decode([r.path for r in rows], self.sample_rate, self.cache_dir, self.min_seconds, self.trim)
         self.skipped = dict(audio.errors)
         if self.skipped:
             log.warning("skipped %d of %d files that cannot be used:\n  %s", len(self.skipped), len(rows), "\n  ".join(self.skipped.values()))
