@@ -112,7 +112,11 @@ class _WebRTCScorer(_Scorer):
             raise VADUnavailableError("vad=webrtc needs the webrtcvad-wheels package: pip install webrtcvad-wheels") from exc
         if aggressiveness not in (0, 1, 2, 3):
             raise ValueError(f"vad aggressiveness must be 0, 1, 2 or 3, got {aggressiveness}")
-        self._vad = webrtcvad.Vad(int(aggressiveness))
+        self._make = lambda: webrtcvad.Vad(int(aggressiveness))
+        self._vad = self._make()
+
+    def reset(self) -> None:
+        self._vad = self._make()  # its noise model adapts to the stream heard so far
 
     def score(self, frame: np.ndarray) -> float:
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()  # WebRTC takes 16-bit PCM
@@ -221,7 +225,8 @@ class VoiceActivityDetector:
         backend: ``silero``, ``webrtc`` or ``energy`` (see the module docstring).
         threshold: speech probability at which a segment starts (Silero; WebRTC and
             energy frames score 0 or 1).
-        energy_dbfs: frame energy counted as speech by the ``energy`` backend, in dBFS.
+        energy_dbfs: frame energy counted as speech by the ``energy`` backend, in dBFS
+            (-55: at -50 the soft word endings of quiet RAVDESS takes fell outside).
         aggressiveness: WebRTC's mode, 0 (least) .. 3 (most aggressive in rejecting
             non-speech). 3 by default: at 2, WebRTC's adaptive noise model started
             one RAVDESS clip's segment 0.4 s early when it began the stream, but not
@@ -239,7 +244,7 @@ class VoiceActivityDetector:
 
     sample_rate = VAD_SAMPLE_RATE
 
-    def __init__(self, backend: str = "silero", threshold: float = 0.5, energy_dbfs: float = -50.0, aggressiveness: int = 3,
+    def __init__(self, backend: str = "silero", threshold: float = 0.5, energy_dbfs: float = -55.0, aggressiveness: int = 3,
                  min_speech_seconds: float = 0.25, min_silence_seconds: float = 0.3, pad_seconds: float = 0.1):
         if backend == "silero":
             self._scorer: _Scorer = _SileroScorer()
