@@ -105,6 +105,10 @@ def test_trim_cuts_leading_and_trailing_silence_only(data_dir):
     lo, hi = loud_span(padded)
     start = int(round(segments[0].start * SR))
     assert start <= lo * SR and start + trimmed.size >= hi * SR - 0.05 * SR
+    if importlib.util.find_spec("silero_vad") is not None:
+        by_silero = trim_silence(padded, SR, "vad")
+        assert SR // 2 < padded.size - by_silero.size  # at least the added silence went
+        assert np.shares_memory(by_silero, padded) and np.abs(by_silero).max() == np.abs(padded).max()
     silent = np.zeros(SR, np.float32)
     assert trim_silence(silent, SR, "energy") is silent  # no speech: kept whole, never emptied
     with pytest.raises(ValueError, match="16000 Hz"):
