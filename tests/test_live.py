@@ -142,6 +142,22 @@ def test_nan_silence_and_bounded_memory(predictor, originals):
     assert StreamingPredictor(predictor, rate).push(np.zeros(100, np.int16)) == []  # PCM is accepted
 
 
+def test_a_long_vad_look_back_is_kept_in_the_history(predictor, originals):
+    rate = 16000
+    speech = np.tile(load_audio(originals / CLIPS[0], rate)[int(0.9 * rate):int(2.2 * rate)], 6)  # 7.8 s, no pause
+    audio = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate, np.float32)])
+    live = StreamingPredictor(predictor, rate, vad=VoiceActivityDetector("energy", min_speech_seconds=5.0))
+    events = push_randomly(live, audio, 4, largest=3000)
+    start, end = [e for e in events if isinstance(e, SegmentStart)], [e for e in events if isinstance(e, SegmentEnd)]
+    assert len(start) == len(end) == 1 and 0.8 <= start[0].start <= 1.2 and abs(end[0].end - 8.9) < 0.1  # announced 5 s late
+    windows = [e for e in events if isinstance(e, WindowResult)]
+    assert windows[0].start == start[0].start and windows[-1].end == pytest.approx(end[0].end)
+    # the first window's probabilities are those of the audio at the segment's start
+    first = audio[int(round(start[0].start * rate)):][: predictor.clip_samples]
+    expected = predictor.probabilities(first[None])[0]
+    assert [windows[0].probabilities[c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
 # --- stream.py -------------------------------------------------------------------------
 
 

@@ -83,6 +83,23 @@ def test_silence_and_quiet_noise_have_no_speech(backend):
     assert vad.segments(noise) == []
 
 
+@pytest.mark.skipif(importlib.util.find_spec("silero_vad") is None, reason="silero-vad not installed")
+def test_silero_keeps_the_callers_thread_setting(monkeypatch):
+    import sys
+
+    import torch
+
+    for name in [m for m in sys.modules if m.startswith("silero_vad")]:
+        monkeypatch.delitem(sys.modules, name)  # so its import runs again
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        VoiceActivityDetector("silero")  # silero_vad's import calls torch.set_num_threads(1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_settings_are_refused_with_a_reason():
     with pytest.raises(ValueError, match="vad=loud is unknown"):
         build_vad("loud")

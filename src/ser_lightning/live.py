@@ -28,8 +28,9 @@ from ser_lightning.streaming import DBFS_FLOOR, AudioStream, Window, WindowSlice
 from ser_lightning.vad import SegmentEnded, SegmentStarted, VoiceActivityDetector
 
 #: Model-rate audio kept before the current position while no segment is open, in
-#: seconds: more than a VAD's look-back (min_speech + pad + one frame) ever needs.
-HISTORY_SECONDS = 3.0
+#: seconds, beyond the VAD's look-back (a segment's start is announced once it lasted
+#: min_speech_seconds, and reaches pad_seconds further back).
+HISTORY_SECONDS = 2.0
 
 
 @dataclass
@@ -168,6 +169,8 @@ class StreamingPredictor:
         self._slicer = WindowSlicer(predictor.clip_samples, predictor.hop_samples) if vad is None else None
         self._history = np.zeros(0, np.float32)
         self._history_start = 0  # stream sample of _history[0]
+        look_back = vad.min_speech_seconds + vad.pad_seconds if vad is not None else 0.0
+        self._history_samples = int((HISTORY_SECONDS + look_back) * self.rate)
         self.total = 0  # model-rate samples received
         self._input_total = 0  # input-rate samples received
         self._segment: _Segment | None = None
@@ -287,13 +290,15 @@ class StreamingPredictor:
     def _feed(self, seg: _Segment, until: int) -> list[tuple[Window, int, _Segment]]:
         if until <= seg.fed:
             return []
+        if seg.fed < self._history_start:  # cannot happen with the look-back kept in _history_samples
+            raise RuntimeError(f"segment audio from {seg.fed / self.rate:.2f} s was already dropped from the history")
         audio = self._history[seg.fed - self._history_start:until - self._history_start]
         seg.square_sum += float(np.sum(np.square(audio, dtype=np.float64)))
         seg.fed = until
         return [(w, seg.start, seg) for w in seg.slicer.push(audio)]
 
     def _trim_history(self) -> None:
-        keep_from = self.total - int(HISTORY_SECONDS * self.rate)
+        keep_from = self.total - self._history_samples
         if self._segment is not None:
             keep_from = min(keep_from, self._segment.fed)
         keep_from = max(keep_from, self._history_start)
@@ -365,15 +370,16 @@ def run_stream(live: StreamingPredictor, chunks: Iterable[np.ndarray]) -> Iterat
     yield from live.finish()
 
 
-def predict_segments(predictor: Predictor, inputs: list, vad: VoiceActivityDetector) -> list[Prediction]:
+def predict_segments(predictor: Predictor, inputs: list, vad: VoiceActivityDetector, stats=None) -> list[Prediction]:
     """``predict.py segmenter=vad``: one timeline row per speech segment of each input.
 
     Each input is decoded block by block (:class:`~ser_lightning.streaming.AudioStream`)
     through a :class:`StreamingPredictor` with ``vad``; a segment's row has its start,
     end, energy and mean probabilities over its windows. The input's summary is the
     mean over all its non-silent windows, as with fixed windows. A speaker-normalised
-    model takes each input's own statistics (``speaker_stats=input``) or the training
-    statistics (``speaker_stats=training``).
+    model uses ``stats`` (a speaker's ``(mean, std)``, e.g. from enrolment recordings)
+    when given, else each input's own statistics (``speaker_stats=input``) or the
+    training statistics (``speaker_stats=training``).
 
     Returns:
         One :class:`~ser_lightning.inference.Prediction` per input; an input that cannot
@@ -388,18 +394,18 @@ def predict_segments(predictor: Predictor, inputs: list, vad: VoiceActivityDetec
     if vad is None:
         raise ValueError("segmenter=vad needs a voice activity detector: vad=silero, webrtc or energy")
     policy = getattr(predictor, "speaker_stats", "input")
-    if predictor.speaker_normalized and policy not in ("input", "training"):
+    if predictor.speaker_normalized and stats is None and policy not in ("input", "training"):
         raise ValueError(f"segmenter=vad takes speaker statistics per input or from training, not speaker_stats={policy}")
     out = []
     for item in inputs:
         source = str(item)
         try:
-            stats = None
-            if predictor.speaker_normalized and policy == "input":
+            input_stats = stats
+            if predictor.speaker_normalized and stats is None and policy == "input":
                 with AudioStream(Path(item), predictor.sample_rate) as stream:
-                    stats = predictor.statistics(stream.blocks())
+                    input_stats = predictor.statistics(stream.blocks())
             vad.reset()
-            live = StreamingPredictor(predictor, predictor.sample_rate, vad=vad, stats=stats)
+            live = StreamingPredictor(predictor, predictor.sample_rate, vad=vad, stats=input_stats)
             segments, prob_sum, voiced = [], np.zeros(len(predictor.class_names)), 0
             with AudioStream(Path(item), predictor.sample_rate) as stream:
                 for event in run_stream(live, stream.blocks()):

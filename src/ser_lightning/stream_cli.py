@@ -210,15 +210,26 @@ def run_stream(cfg: DictConfig) -> int:
     print(f"listening to {label} at {rate} Hz ({kind}; model classes: {', '.join(predictor.class_names)}); Ctrl-C ends", flush=True)
     timeline = Prediction(label)
     show_windows = bool(cfg.get("show_windows", True))
+    # on a terminal, each window's line replaces the previous one (a live readout) and
+    # segment ends and issues stay; in a pipe or file, one line per event
+    in_place = sys.stdout.isatty() if cfg.get("in_place", "auto") == "auto" else bool(cfg.get("in_place"))
     code, reason = 0, "end of input"
+    transient = False  # the last line printed is a window line to be overwritten
 
     def emit(events) -> None:
+        nonlocal transient
         for event in events:
             if isinstance(event, WindowResult):
                 timeline.windows.append(event.as_window_prediction())
                 if not show_windows:
                     continue
-            print(format_event(event), flush=True)
+            line = format_event(event)
+            if in_place and isinstance(event, WindowResult):
+                print("\r\033[K" + line, end="", flush=True)
+                transient = True
+            else:
+                print(("\r\033[K" if transient else "") + line, flush=True)
+                transient = False
 
     try:
         for chunk, dropped in chunks:
@@ -234,6 +245,8 @@ def run_stream(cfg: DictConfig) -> int:
         emit(live.finish())
     except KeyboardInterrupt:
         pass
+    if transient:
+        print(flush=True)
     seconds = live.total / predictor.sample_rate
     print(f"{reason}: {seconds:.1f} s of audio, {len(timeline.windows)} windows", flush=True)
     if seconds > 0 and not any(w.confidence is not None for w in timeline.windows):

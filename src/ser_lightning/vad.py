@@ -262,7 +262,7 @@ class VoiceActivityDetector:
             raise ValueError(f"vad pad_seconds ({pad_seconds}) must not exceed min_silence_seconds ({min_silence_seconds}): a segment's "
                              f"end would lie in audio not yet heard when its end event is due")
         self.backend = backend
-        self.min_silence_seconds, self.pad_seconds = float(min_silence_seconds), float(pad_seconds)
+        self.min_speech_seconds, self.min_silence_seconds, self.pad_seconds = float(min_speech_seconds), float(min_silence_seconds), float(pad_seconds)
         sr = self.sample_rate
         self.frame = self._scorer.frame
         self._tracker = SegmentTracker(self.frame, threshold, int(min_speech_seconds * sr), int(min_silence_seconds * sr),
