@@ -241,6 +241,8 @@ def run_stream(cfg: DictConfig) -> int:
     except (SourceError, AudioDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code, reason = 1, "source failed"
+    finally:
+        chunks.close()  # stops and closes the input stream now, not when garbage-collected
     try:
         emit(live.finish())
     except KeyboardInterrupt:
