@@ -155,3 +155,23 @@ def test_cache_trims_once_and_records_the_method_in_its_key(data_dir, tmp_path):
     with pytest.raises(ValueError, match="data.sample_rate=16000"):
         SERDataModule("tess", str(data_dir / "tess"), sample_rate=22050, trim="vad")
     assert SERDataModule("tess", str(data_dir / "tess"), trim="energy").trim == "energy"
+
+
+def test_datamodule_trims_its_cache(data_dir, tmp_path):
+    wave = load_audio(data_dir / "ravdess" / CLIPS[3], SR)
+    lines = ["path,label,speaker"]
+    for i in range(12):
+        padded = np.concatenate([np.zeros(SR // 2 + 800 * i, np.float32), wave, np.zeros(SR // 2, np.float32)])
+        sf.write(str(tmp_path / f"f{i}.flac"), padded, SR)
+        lines.append(f"f{i}.flac,{('happy', 'sad', 'angry')[i % 3]},s{i % 4}")
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    lengths = {}
+    for trim in ("none", "energy"):
+        dm = SERDataModule("manifest", str(tmp_path / "manifest.csv"), split="random", clip_seconds=1.0, batch_size=4,
+                           cache_dir=str(tmp_path / "cache"), output_dir=str(tmp_path / trim), trim=trim)
+        dm.setup("fit")
+        lengths[trim] = [dm._audio.wave(i).size for i in range(12)]
+    assert any("-trimenergy" in p.name for p in (tmp_path / "cache").glob("*.npy"))
+    # the added silence of every length is gone: the same speech remains, to one 30-ms VAD frame
+    assert max(lengths["energy"]) - min(lengths["energy"]) <= 480
+    assert all(t < n - SR for t, n in zip(lengths["energy"], lengths["none"], strict=True))
