@@ -160,7 +160,7 @@ def run_predict(cfg: DictConfig) -> int:
     (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
     from ser_lightning.abstention import abstention_summary, apply_min_confidence, check_min_confidence
-    from ser_lightning.inference import CheckpointError, Predictor, SpeakerGroupingError, expand_inputs
+    from ser_lightning.inference import CheckpointError, Predictor, expand_inputs
 
     try:
         min_confidence = check_min_confidence(cfg.get("min_confidence"))
@@ -193,8 +193,14 @@ def run_predict(cfg: DictConfig) -> int:
 
         torch.set_num_threads(int(cfg.num_threads))
     try:
-        predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
-    except SpeakerGroupingError as exc:  # found while grouping the inputs by folder
+        if cfg.get("segmenter", "windows") == "vad":  # one timeline row per speech segment (ser_lightning.live)
+            from ser_lightning.live import predict_segments
+            from ser_lightning.vad import build_vad
+
+            predictions = predict_segments(predictor, files, build_vad(cfg.get("vad", "silero"), **dict(cfg.get("vad_settings") or {})))
+        else:
+            predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
+    except ValueError as exc:  # SpeakerGroupingError (folders named after emotions), a VAD that cannot run
         print(f"error: {exc}", file=sys.stderr)
         return 2
     predictions = apply_min_confidence(predictions, min_confidence)

@@ -4,7 +4,9 @@ The first use decodes every file once (in parallel threads: libsndfile and soxr 
 outside the GIL) and streams the waves into one float32 array of all samples
 (``<cache_dir>/<key>.npy``) plus their offsets (``<key>.json``); that run and all later
 ones memory-map it and never decode again. The key hashes the sample rate and each file's path, size and modification time,
-so a changed corpus or sample rate gets a new cache instead of stale audio.
+so a changed corpus or sample rate gets a new cache instead of stale audio. With
+``trim`` (``data.trim=vad|energy``) each wave is cut to its speech before it is stored
+(:func:`ser_lightning.vad.trim_silence`), and the method is part of the key.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ from ser_lightning.data.audio import AudioDecodeError, load_audio
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # the file layout (one .npy + offsets JSON); bump when it changes
+#: ``data.trim``: cut leading/trailing silence with Silero VAD, with the energy VAD, or not at all.
+TRIM_METHODS = ("none", "vad", "energy")
 
 
 @dataclass
@@ -67,13 +72,28 @@ def cache_key(paths: list[str], sample_rate: int) -> str:
     return h.hexdigest()[:20]
 
 
-def _decode_one(path: str, sample_rate: int, min_samples: int) -> tuple[np.ndarray | None, str | None]:
+_TRIM_DETECTORS = threading.local()  # one detector per decoding thread (Silero's model keeps a state)
+
+
+def _trimmed(wave: np.ndarray, sample_rate: int, trim: str) -> np.ndarray:
+    from ser_lightning.vad import VoiceActivityDetector, trim_silence
+
+    detector = getattr(_TRIM_DETECTORS, trim, None)
+    if detector is None:
+        detector = VoiceActivityDetector("silero" if trim == "vad" else "energy")
+        setattr(_TRIM_DETECTORS, trim, detector)
+    return trim_silence(wave, sample_rate, trim, detector)
+
+
+def _decode_one(path: str, sample_rate: int, min_samples: int, trim: str = "none") -> tuple[np.ndarray | None, str | None]:
     try:
         wave = load_audio(path, sample_rate)
     except AudioDecodeError as exc:
         return None, str(exc)
     except MemoryError:
         return None, f"{path}: too large to decode in memory"
+    if trim != "none" and np.any(wave):
+        wave = _trimmed(wave, sample_rate, trim)
     if wave.shape[0] < min_samples:
         return None, f"{path}: too short ({wave.shape[0] / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s)"
     if not np.any(wave):
@@ -81,14 +101,26 @@ def _decode_one(path: str, sample_rate: int, min_samples: int) -> tuple[np.ndarr
     return wave, None
 
 
-def _decode_in_order(paths: list[str], sample_rate: int, min_seconds: float, workers: int | None) -> Iterator[tuple[np.ndarray | None, str | None]]:
+def check_trim(trim: str, sample_rate: int) -> None:
+    """Raise ``ValueError`` for an unknown ``data.trim`` or one the detectors cannot run at ``sample_rate``."""
+    from ser_lightning.vad import VAD_SAMPLE_RATE
+
+    if trim not in TRIM_METHODS:
+        raise ValueError(f"data.trim={trim} is unknown; allowed: {list(TRIM_METHODS)}")
+    if trim != "none" and sample_rate != VAD_SAMPLE_RATE:
+        raise ValueError(f"data.trim={trim} needs data.sample_rate={VAD_SAMPLE_RATE} (the voice activity detectors' rate), got {sample_rate}")
+
+
+def _decode_in_order(paths: list[str], sample_rate: int, min_seconds: float, workers: int | None,
+                     trim: str = "none") -> Iterator[tuple[np.ndarray | None, str | None]]:
     """``(wave or None, error or None)`` per path, in order, decoded by a thread pool."""
     min_samples = int(round(min_seconds * sample_rate))
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        yield from pool.map(lambda p: _decode_one(p, sample_rate, min_samples), paths)
+        yield from pool.map(lambda p: _decode_one(p, sample_rate, min_samples, trim), paths)
 
 
-def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, workers: int | None = None) -> DecodedAudio:
+def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, workers: int | None = None,
+                 trim: str = "none") -> DecodedAudio:
     """Decode ``paths`` in parallel into memory; unusable files are recorded, not raised.
 
     Args:
@@ -96,8 +128,13 @@ def decode_files(paths: list[str], sample_rate: int, min_seconds: float = 0.0, w
         sample_rate: target rate in Hz.
         min_seconds: files shorter than this (after decoding) count as unusable.
         workers: decoding threads (default: the number of CPUs).
+        trim: one of :data:`TRIM_METHODS` (applied before the ``min_seconds`` check).
+
+    Raises:
+        ValueError: an unknown ``trim``.
     """
-    results = list(_decode_in_order(paths, sample_rate, min_seconds, workers))
+    check_trim(trim, sample_rate)
+    results = list(_decode_in_order(paths, sample_rate, min_seconds, workers, trim))
     lengths = np.array([0 if w is None else w.shape[0] for w, _ in results], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     samples = np.empty(int(offsets[-1]), dtype=np.float32)
@@ -113,6 +150,7 @@ def load_or_decode(
     sample_rate: int,
     cache_dir: str | Path | None,
     min_seconds: float = 0.0,
+    trim: str = "none",
 ) -> DecodedAudio:
     """Return the decoded waveforms of ``paths``, from the disk cache when it is valid.
 
@@ -120,14 +158,19 @@ def load_or_decode(
     cannot decode, too short, digital silence) goes into ``errors`` with its reason; the
     other files are still decoded. With ``cache_dir=None`` the audio is decoded into
     memory and nothing is written. A damaged cache (edited, truncated or not matching
-    ``paths``) is decoded again, not trusted.
+    ``paths``) is decoded again, not trusted. ``trim`` (:data:`TRIM_METHODS`) cuts each
+    wave's leading and trailing silence before it is stored; it is part of the cache key.
     The cache file is written atomically (temporary name, then rename), so an
     interrupted first run never leaves a half-written cache behind.
+
+    Raises:
+        ValueError: see :func:`check_trim`.
     """
+    check_trim(trim, sample_rate)
     if cache_dir is None:
-        return decode_files(paths, sample_rate, min_seconds)
+        return decode_files(paths, sample_rate, min_seconds, trim=trim)
     cache_dir = Path(cache_dir)
-    key = cache_key(paths, sample_rate) + f"-min{min_seconds:g}"
+    key = cache_key(paths, sample_rate) + f"-min{min_seconds:g}" + (f"-trim{trim}" if trim != "none" else "")
     data_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if data_file.is_file() and meta_file.is_file():
         cached = _read_cache(data_file, meta_file, paths, sample_rate)
@@ -137,7 +180,7 @@ def load_or_decode(
     log.info("decoding %d files at %d Hz into cache %s", len(paths), sample_rate, data_file)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = data_file.with_suffix(f".tmp{os.getpid()}.npy")
-    offsets, errors = _decode_to_npy(paths, sample_rate, min_seconds, tmp)
+    offsets, errors = _decode_to_npy(paths, sample_rate, min_seconds, tmp, trim)
     meta_tmp = meta_file.with_suffix(f".tmp{os.getpid()}")
     meta_tmp.write_text(json.dumps({"offsets": offsets.tolist(), "errors": errors, "sample_rate": sample_rate, "paths": paths}))
     os.replace(tmp, data_file)
@@ -175,7 +218,7 @@ def _read_cache(data_file: Path, meta_file: Path, paths: list[str], sample_rate:
     return DecodedAudio(samples, offsets, errors, sample_rate)
 
 
-def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, target: Path) -> tuple[np.ndarray, dict[str, str]]:
+def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, target: Path, trim: str = "none") -> tuple[np.ndarray, dict[str, str]]:
     """Decode ``paths`` straight into the ``.npy`` file ``target`` (1-D float32), each
     wave written as soon as it is decoded; returns ``(offsets, errors)``.
 
@@ -187,7 +230,7 @@ def _decode_to_npy(paths: list[str], sample_rate: int, min_seconds: float, targe
     with open(target, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, {**header, "shape": (0,)})
         data_start = fh.tell()
-        for path, (wave, err) in zip(paths, _decode_in_order(paths, sample_rate, min_seconds, None), strict=True):
+        for path, (wave, err) in zip(paths, _decode_in_order(paths, sample_rate, min_seconds, None, trim), strict=True):
             if err is not None:
                 errors[path] = err
             lengths.append(0 if wave is None else wave.shape[0])

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
-from ser_lightning.data.cache import DecodedAudio, load_or_decode
+from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
 from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
@@ -74,6 +74,9 @@ class SERDataModule(L.LightningDataModule):
         sampler: ``None`` (shuffle) or ``"balanced"``: draw training examples with
             ``WeightedRandomSampler`` (weight 1 / class count, with replacement), so each
             class is seen equally often per epoch. An alternative to class-weighted loss.
+        trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
+            trailing silence once, when the waveform cache is built (part of its key),
+            before clips are cropped (:func:`ser_lightning.vad.trim_silence`).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class SERDataModule(L.LightningDataModule):
         train_speakers: list[str] | None = None,
         reader_args: dict | None = None,
         sampler: str | None = None,
+        trim: str = "none",
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -125,6 +129,8 @@ class SERDataModule(L.LightningDataModule):
                                test_speakers=test_speakers, train_speakers=train_speakers)
         self.reader_args = dict(reader_args or {})
         self.sampler = None if sampler == "none" else sampler
+        check_trim(trim, sample_rate)
+        self.trim = trim
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.subset_fraction = subset_fraction
@@ -139,6 +145,7 @@ class SERDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.skipped: dict[str, str] = {}
         self._audio: DecodedAudio | None = None
+        self._untrimmed: DecodedAudio | None = None  # trim != none: the scored parts' whole waves
         self._datasets: dict[str, ClipDataset] = {}
         self.speaker_norm: SpeakerNormalizer | None = None
         #: features.normalize=speaker: statistics pooled over the training speakers (the
@@ -166,14 +173,15 @@ class SERDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fill the waveform cache once (rank 0 only under DDP)."""
         if self.cache_dir is not None:
-            load_or_decode([r.path for r in self.read_rows()], self.sample_rate, self.cache_dir, self.min_seconds)
+            load_or_decode([r.path for r in self.read_rows()], self.sample_rate, self.cache_dir, self.min_seconds, self.trim)
 
     def setup(self, stage: str | None = None) -> None:
         """Read, decode (or load the cache), drop bad files, split and build datasets."""
         if self._datasets:
             return
         # unusable files are dropped before the split (data/usable.py: the one way to do it)
-        usable = drop_unusable(self.read_rows(), self.sample_rate, self.cache_dir, self.min_seconds, self.max_bad_fraction, self.corpus)
+        usable = drop_unusable(self.read_rows(), self.sample_rate, self.cache_dir, self.min_seconds, self.max_bad_fraction, self.corpus,
+                               trim=self.trim)
         audio, self.skipped, good, index_of = usable.audio, usable.skipped, usable.good, usable.index_of()
         self.class_names = sort_labels({r.label for r in good})
         self.split = split_usable(good, subset_fraction=self.subset_fraction, **self.split_args)
@@ -194,9 +202,20 @@ class SERDataModule(L.LightningDataModule):
 
     def waveform_of(self, rows: list[Utterance]):
         """``i -> [time]`` float32 waveform (whole, uncropped, at :attr:`sample_rate`) of
-        ``rows[i]``, from the decoded audio (after :meth:`setup`)."""
+        ``rows[i]`` as a user's file reaches the scoring path: never trimmed, whatever
+        ``trim`` did to the training audio (``predict.py`` and ``eval.py`` do not trim).
+
+        Raises:
+            KeyError: a row that is not in the split (call after :meth:`setup`).
+        """
         indices = [self._index_of[r.path] for r in rows]
-        return lambda i: self._audio.wave(indices[i])
+        if self.trim == "none":
+            return lambda i: self._audio.wave(indices[i])
+        if self._untrimmed is None:
+            self._untrimmed = load_or_decode(list(self._index_of), self.sample_rate, self.cache_dir, self.min_seconds)
+        untrimmed_index = {p: k for k, p in enumerate(self._index_of)}
+        positions = [untrimmed_index[r.path] for r in rows]
+        return lambda i: self._untrimmed.wave(positions[i])
 
     def _speaker_statistics(self, audio: DecodedAudio, rows: list[Utterance], index_of: dict[str, int]) -> dict[str, int]:
         """Fill :attr:`speaker_norm` with every speaker's feature statistics over all of

@@ -77,7 +77,7 @@ def read_rows(corpus: str, root: str | Path, gender: str | None = None, reader_a
 
 
 def drop_unusable(rows: list[Utterance], sample_rate: int, cache_dir: str | Path | None = None, min_seconds: float = 0.0,
-                  max_bad_fraction: float | None = None, name: str = "the corpus") -> UsableRows:
+                  max_bad_fraction: float | None = None, name: str = "the corpus", trim: str = "none") -> UsableRows:
     """Decode ``rows`` (or read the waveform cache) and set aside the files that cannot
     be used, each with its reason.
 
@@ -89,11 +89,13 @@ def drop_unusable(rows: list[Utterance], sample_rate: int, cache_dir: str | Path
         max_bad_fraction: stop when more than this fraction of files is set aside
             (``None``: never stop).
         name: the data's name for messages.
+        trim: leading/trailing silence trimming of the waves (``data.trim``; a file left
+            too short by it is set aside too).
 
     Raises:
         DataQualityError: more than ``max_bad_fraction`` of the files cannot be used.
     """
-    audio = load_or_decode([r.path for r in rows], sample_rate, cache_dir, min_seconds)
+    audio = load_or_decode([r.path for r in rows], sample_rate, cache_dir, min_seconds, trim)
     skipped = dict(audio.errors)
     if skipped:
         log.warning("skipped %d of %d files that cannot be used:\n  %s", len(skipped), len(rows), "\n  ".join(skipped.values()))
@@ -149,7 +151,7 @@ def derive_split(data_cfg: Mapping, sample_rate: int | None = None) -> tuple[Spl
     s = normalize_data_settings(data_cfg)
     rows = read_rows(s["corpus"], data_cfg["root"], s["gender"], s["reader_args"], s["extra_labels"])
     usable = drop_unusable(rows, sample_rate or s["sample_rate"], data_cfg.get("cache_dir"), s["min_seconds"],
-                           data_cfg.get("max_bad_fraction", 0.05), s["corpus"])
+                           data_cfg.get("max_bad_fraction", 0.05), s["corpus"], trim=str(data_cfg.get("trim") or "none"))
     split = split_usable(usable.good, s["split"], s["val_fraction"], s["test_fraction"], s["seed"], s["fold"], s["num_folds"],
                          s["test_speakers"], s["train_speakers"], s["subset_fraction"])
     return split, usable
