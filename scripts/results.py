@@ -240,6 +240,7 @@ def ensemble(args: argparse.Namespace) -> int:
         metrics.update({
             "members": [str(d.relative_to(REPO)) for d in run_dirs],
             "split": member_metrics[0].get("split", ""),
+            "parameters": sum(m.get("parameters", 0) for m in member_metrics),
             "epochs": round(statistics.fmean(m.get("epochs", 0) for m in member_metrics)),
             # the ensemble costs its members' training plus its own scoring
             "wall_seconds": sum(m.get("wall_seconds", 0.0) for m in member_metrics) + time.perf_counter() - start,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from ser_lightning.calibration import calibration_metrics, fit_calibration
 from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.inference import CheckpointError
 
@@ -76,6 +77,10 @@ class PartScores:
         member_uar: UAR of each member alone (fractions), in member order.
         mode: the headline test-time statistics mode.
         by_stats: mode -> report (:meth:`ser_lightning.scoring.ScoredPart.report`).
+        scoring: the scoring policy.
+        calibration: the temperature fitted on the ensemble's validation output
+            (:func:`ser_lightning.calibration.fit_calibration`); ``probabilities`` use it.
+        uncalibrated: ``[n, n_classes]`` the probabilities at ``T = 1``.
     """
 
     paths: list[str]
@@ -84,6 +89,9 @@ class PartScores:
     member_uar: list[float] = field(default_factory=list)
     mode: str = ""
     by_stats: dict[str, dict] = field(default_factory=dict)
+    scoring: str = ""
+    calibration: dict = field(default_factory=dict)
+    uncalibrated: np.ndarray | None = None
 
     @property
     def confusion(self) -> np.ndarray:
@@ -158,7 +166,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     scoring = str(cfg.get("scoring", "center"))  # runs before the scoring key were tested on centred clips
     try:
         members = [Predictor.from_checkpoint(c, device=device, scoring=scoring) for c in ckpts]
-        ensemble = Predictor.from_checkpoint(ckpts, device=device, scoring=scoring) if len(ckpts) > 1 else members[0]
+        # calibrated as a whole: one temperature on the ensemble's output, fitted below on validation
+        ensemble = Predictor.from_checkpoint(ckpts, device=device, scoring=scoring, calibration="none")
     except CheckpointError as exc:
         raise EnsembleError(f"ensemble member: {exc}") from exc
     for d, m in zip(run_dirs[1:], members[1:], strict=True):
@@ -173,8 +182,9 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         modes.append(headline)
     seed = int(cfg.get("enrol_seed", 0))
     classes = ensemble.class_names
-    scores: dict[str, PartScores] = {}
-    for part in parts:
+    raw: dict[str, dict] = {}
+    member_uars: dict[str, list[float]] = {}
+    for part in sorted({*parts, "val"}, key=PARTS.index):  # validation always: the temperature is fitted on it
         try:
             rows = recorded_rows(ckpts, part, data_cfg)
         except SplitMismatchError as exc:
@@ -183,13 +193,16 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         good = [(i, r) for i, r in enumerate(rows) if r.path not in audio.errors]
         args = ([r.path for _, r in good], [r.speaker for _, r in good], [classes.index(r.label) for _, r in good],
                 lambda j, good=good, audio=audio: audio.wave(good[j][0]))
-        by_stats, main = {}, None
-        for mode in modes:
-            scored = score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed)
-            by_stats[mode] = scored.report()
-            main = scored if mode == headline else main
-        member_uar = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
-        scores[part] = PartScores(main.paths, main.targets, main.probabilities, member_uar, headline, by_stats)
+        raw[part] = {mode: score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed) for mode in modes}
+        member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
+    calibration = fit_calibration(*raw["val"][headline].window_logits(), method=str(cfg.get("calibration", "temperature")))
+    scores: dict[str, PartScores] = {}
+    for part in parts:
+        scored = {mode: sp.at_temperature(calibration["temperature"]) for mode, sp in raw[part].items()}
+        main = scored[headline]
+        scores[part] = PartScores(main.paths, main.targets, main.probabilities, member_uars[part], headline,
+                                  {mode: sp.report() for mode, sp in scored.items()}, scoring, calibration,
+                                  raw[part][headline].probabilities)
     return scores
 
 
@@ -206,8 +219,10 @@ def ensemble_metrics(scores: dict[str, PartScores], class_names: list[str]) -> d
         metrics.update({f"{part}/war": war, f"{part}/uar": uar, f"{part}/f1_macro": macro_f1(per_class),
                         f"{part}/member_uar": s.member_uar, f"n_{part}": len(s.paths)})
         if part == "test":
-            metrics.update({"confusion_matrix": s.confusion.tolist(), "per_class": per_class, "test_stats": s.mode,
-                            "test_by_stats": s.by_stats, "per_speaker_confusion": s.by_stats[s.mode]["per_speaker_confusion"]})
+            metrics.update({"confusion_matrix": s.confusion.tolist(), "per_class": per_class, "test_stats": s.mode, "scoring": s.scoring,
+                            "test_by_stats": s.by_stats, "per_speaker_confusion": s.by_stats[s.mode]["per_speaker_confusion"],
+                            "calibration": {**s.calibration, "test": {"before": calibration_metrics(s.uncalibrated, s.targets),
+                                                                      "after": calibration_metrics(s.probabilities, s.targets)}}})
         else:
             metrics[f"{part}_by_stats"] = {m: {k: r[k] for k in ("war", "uar", "f1_macro", "n")} for m, r in s.by_stats.items()}
     if "val" in scores:
