@@ -53,7 +53,9 @@ def test_wandb_offline_run_has_curves_tables_and_media(savee_run):
     for key in ("train/loss_epoch", "val/loss", "val/war", "val/uar", "val/f1_macro", "lr-AdamW",
                 "test/war", "test/uar", "test/f1_macro"):
         assert key in run["summary"], key
-    assert sum("val/uar" in row for row in run["history"]) == 2  # per epoch
+    # per epoch, then the best checkpoint's, scored by the one scoring path (the summary's value)
+    assert sum("val/uar" in row for row in run["history"]) == 3
+    assert run["summary"]["val/uar"] == pytest.approx(json.loads((savee_run / "metrics.json").read_text())["val/uar"])
     assert run["config"]["data"]["corpus"] == "savee"  # the resolved config
     examples = read_offline_table(run_dir, "val/examples", run)
     assert sum("val/examples/path" in row for row in run["history"]) == 2  # a table per epoch

@@ -130,6 +130,6 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, data_dir, cache_dir):
     text = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in text and "Starting with 2 processes" in text
     report = json.loads((run_dir / "metrics.json").read_text())
-    # one test batch of 8 clips on each of the 2 ranks, gathered into one confusion matrix
-    assert sum(map(sum, report["confusion_matrix"])) == 16
+    # training ran on 2 ranks; rank 0 scored the best checkpoint on the whole test part, once
+    assert sum(map(sum, report["confusion_matrix"])) == report["n_test"] > 16
     assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 re-ran train.py into the same run dir
