@@ -111,3 +111,16 @@ def test_exported_onnx_model_matches_the_scoring_path(run, tmp_path):
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     windows = np.concatenate([predictor.windows(load_audio(r["path"], predictor.sample_rate)) for r in _test_rows(out)[:12]])
     np.testing.assert_allclose(run_exported(result.path, "onnx", windows), predictor.probabilities(windows), atol=1e-4)
+
+
+def test_a_fresh_run_sets_aside_an_old_best_checkpoint_in_its_directory(tmp_path, data_dir):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "best.ckpt").write_bytes(b"an earlier, unfinished run's checkpoint")
+    tiny = [o for o in RUN if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    train(compose_train(tiny, out, data_dir, tmp_path / "cache"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert Predictor.from_checkpoint(out / metrics["best_checkpoint"], device="cpu").class_names == metrics["class_names"]
+    (stale,) = (out / "checkpoints").glob("stale-*/best.ckpt")
+    assert stale.read_bytes() == b"an earlier, unfinished run's checkpoint"

@@ -301,3 +301,22 @@ def test_folder_statistics_refuse_folders_named_after_emotions(speaker_run, data
         Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="folder").predict(tess)
     assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={tess[0]}", "speaker_stats=folder")) == 2
     assert "named after an emotion" in capsys.readouterr().err
+
+
+def test_streaming_takes_the_enrolment_statistics(speaker_run, data_dir):
+    from ser_lightning.live import StreamingPredictor, WindowResult
+
+    ckpt, _ = speaker_run
+    enrol = sorted((data_dir / "savee" / "ALL").glob("JK_n0*.flac"))[:8]
+    files = sorted((data_dir / "savee" / "ALL").glob("JK_a0*.flac"))[:3]
+    wave = np.concatenate([sf.read(f, dtype="float32")[0] for f in files])  # one 8-s "stream" of the speaker
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", speaker_stats="enrol")
+    predictor.enrol(enrol)
+    live = StreamingPredictor(predictor, 16000, vad=None)
+    windows = [e for e in [*live.push(wave[:20000]), *live.push(wave[20000:]), *live.finish()] if isinstance(e, WindowResult)]
+    expected = predictor.predict([(wave, 16000)])[0].windows
+    assert len(windows) == len(expected) > 1
+    for got, want in zip(windows, expected, strict=True):
+        assert got.probabilities == pytest.approx(want.probabilities, abs=1e-5)
+    pooled = Predictor.from_checkpoint(ckpt, device="cpu").predict([(wave, 16000)])[0].windows
+    assert any(w.probabilities != pytest.approx(p.probabilities, abs=1e-4) for w, p in zip(windows, pooled, strict=True))

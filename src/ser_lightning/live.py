@@ -160,6 +160,8 @@ class StreamingPredictor:
                  stats=None, batch_size: int = 16):
         if int(input_rate) <= 0:
             raise ValueError(f"input_rate must be a positive number of Hz, got {input_rate}")
+        if stats is None and predictor.speaker_normalized and predictor.speaker_stats == "enrol":
+            stats = predictor.enrolment_stats  # set by Predictor.enrol (stream.py / predict.py enrol=)
         self.predictor, self.input_rate, self.vad, self.stats = predictor, int(input_rate), vad, stats
         self.batch_size = max(1, int(batch_size))
         self.rate = predictor.sample_rate
@@ -394,6 +396,8 @@ def predict_segments(predictor: Predictor, inputs: list, vad: VoiceActivityDetec
     if vad is None:
         raise ValueError("segmenter=vad needs a voice activity detector: vad=silero, webrtc or energy")
     policy = getattr(predictor, "speaker_stats", "input")
+    if predictor.speaker_normalized and stats is None and policy == "enrol":
+        stats = predictor.enrolment_stats
     if predictor.speaker_normalized and stats is None and policy not in ("input", "training"):
         raise ValueError(f"segmenter=vad takes speaker statistics per input or from training, not speaker_stats={policy}")
     out = []

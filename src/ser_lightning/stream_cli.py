@@ -172,7 +172,7 @@ def run_stream(cfg: DictConfig) -> int:
     source failed mid-stream; what was heard is still written), 2 (usage error)."""
     from ser_lightning.cli import checkpoint_paths, write_timeline
     from ser_lightning.data.audio import AudioDecodeError
-    from ser_lightning.inference import CheckpointError, Prediction, Predictor
+    from ser_lightning.inference import CheckpointError, Prediction, Predictor, expand_inputs
     from ser_lightning.live import StreamingPredictor, WindowResult
     from ser_lightning.vad import build_vad
 
@@ -195,7 +195,11 @@ def run_stream(cfg: DictConfig) -> int:
             label = source
         predictor = Predictor.from_checkpoint(checkpoint_paths(cfg.ckpt_path), device=cfg.get("model_device"),
                                               hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
-                                              silence_dbfs=cfg.get("silence_dbfs"))
+                                              silence_dbfs=cfg.get("silence_dbfs"),
+                                              speaker_stats="enrol" if cfg.get("enrol") else "training")
+        if cfg.get("enrol") and predictor.speaker_normalized:  # the speaker's statistics, as predict.py enrol=
+            for problem in predictor.enrol(expand_inputs(cfg.enrol)):
+                print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
         vad_settings = dict(cfg.get("vad_settings") or {})
         live = StreamingPredictor(predictor, rate, vad=build_vad(cfg.vad, **vad_settings))
     except (SourceError, CheckpointError, AudioDecodeError, FileNotFoundError, ValueError) as exc:
