@@ -404,6 +404,28 @@ def _scoring(rs: list[dict]) -> str:
     return ", ".join(names)
 
 
+def _calibration(rs: list[dict]) -> str:
+    """Mean test ECE % at ``T = 1`` -> with the fitted temperature (runs recorded before
+    calibration existed: —)."""
+    cal = [r["metrics"]["calibration"] for r in rs if isinstance(r["metrics"].get("calibration"), dict) and "test" in r["metrics"]["calibration"]]
+    if not cal:
+        return "—"
+    before = statistics.fmean(c["test"]["before"]["ece"] for c in cal)
+    after = statistics.fmean(c["test"]["after"]["ece"] for c in cal)
+    return f"{100 * before:.1f} → {100 * after:.1f}" + (f" ({len(cal)} of {len(rs)})" if len(cal) < len(rs) else "")
+
+
+def _coverage(rs: list[dict]) -> str:
+    """Mean test accuracy % of the kept predictions at 80 % and 50 % coverage (calibrated
+    confidences; abstaining on the rest, ``predict.py min_confidence``)."""
+    rows = [r["metrics"]["calibration"].get("risk_coverage") for r in rs if isinstance(r["metrics"].get("calibration"), dict)]
+    rows = [t for t in rows if t]
+    if not rows:
+        return "—"
+    at = {c: statistics.fmean(next(a["accuracy"] for a in t["at_coverage"] if a["coverage"] == c) for t in rows) for c in (0.8, 0.5)}
+    return f"{100 * at[0.8]:.1f} / {100 * at[0.5]:.1f}"
+
+
 def _verdict(sel: NestedSelection, target: tuple[str, float] | None) -> str:
     if target is None:
         return ""
@@ -493,6 +515,16 @@ narrow. ‡ = the runs recorded no per-speaker confusion matrices, so only folds
 resampled. † = recorded before per-mode scoring: the run's `test/*` (transductive speaker
 statistics for a speaker-normalised recipe, its own statistics for an utterance-normalised
 one; scoring `center`), `—` under modes it was not scored with.
+Calibration: after training a temperature T is fitted on the validation part (the
+checkpoint's validation speakers or utterances) and stored in the checkpoint (Guo et al.,
+2017); "test ECE" is the expected calibration error of the test part's top-label
+confidences (15 equal-width bins), at T = 1 and with the fitted T; "accuracy at 80 / 50 %
+coverage" is the accuracy of the most confident 80 % / 50 % of test files (abstaining on
+the rest, `predict.py min_confidence`), with calibrated confidences. Temperature scaling
+leaves each window's arg-max unchanged; a file's mean over several windows can change
+class in rare cases. Recipes tagged `-trimvad` were trained on audio whose leading and
+trailing silence was cut by Silero VAD (`data.trim=vad`); they are scored, like every
+recipe, on the untrimmed files, as `predict.py` reads them.
 Wall time is the sum over a row's runs, including time spent waiting for the CPU when
 other jobs shared the machine (the load average when a protocol started is recorded).
 """
@@ -517,7 +549,8 @@ def table(args: argparse.Namespace) -> int:
         lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | {' | '.join(cells)} | {target} |")
     target_lines = []
     header = ("| recipe | normalisation | scoring | val UAR % | " + " | ".join(f"test UAR % {MODE_TITLES.get(m, m)}" for m in modes)
-              + " | test WAR % (statistics) | runs | epochs trained (max) | wall time | command |")
+              + " | test WAR % (statistics) | test ECE % (T = 1 → calibrated) | test accuracy % at 80 / 50 % coverage"
+              " | runs | epochs trained (max) | wall time | command |")
     for name, proto in PROTOCOLS.items():
         target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report only"
         lines += ["", f"## {name}: {proto.corpus}", "", f"Held-out speakers: {proto.held_out}. Target: {target_text}.", ""]
@@ -541,7 +574,7 @@ def table(args: argparse.Namespace) -> int:
             lines.append(
                 f"| {tag} | {normalize} | {_scoring(rs)} | {_mean_std(val)} | "
                 + " | ".join(mode_cell(rs, m, len(rs)) for m in modes)
-                + f" | {_headline_war(rs)} | {runs_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
+                + f" | {_headline_war(rs)} | {_calibration(rs)} | {_coverage(rs)} | {runs_text} | {statistics.fmean(epochs):.0f} ({'/'.join(str(m) for m in sorted(max_epochs, key=str))}) | "
                 f"{wall / 60:.1f} min | `{protocol_command(recipe['command'])}` |")
             recipes.append(f"- `{tag}`: model {recipe['model']}, features {recipe['features']}, augmentation (training only): "
                            f"{rs[0]['augment']}; {_hw_text(recipe['hardware'])}.")

@@ -46,11 +46,17 @@ def is_legacy(metrics: dict) -> bool:
     return "test_by_stats" not in metrics
 
 
-def validation_uar(metrics: dict) -> float | None:
+def validation_uar(metrics: dict, mode: str | None = None) -> float | None:
     """The validation UAR of a run's best checkpoint (fraction), ``None`` when unknown.
 
-    Runs scored per mode record it as ``val/uar``; older ones as ``best_val_uar``
-    (their ``val/uar`` was the last epoch's, not the selected checkpoint's)."""
+    With ``mode``, the validation part scored under that test-time statistics mode
+    (``val_by_stats``) where the run recorded it, so recipes are compared on validation
+    the way their test figure was made. Otherwise runs scored per mode give ``val/uar``
+    (their headline mode); older ones ``best_val_uar`` (their ``val/uar`` was the last
+    epoch's, not the selected checkpoint's)."""
+    by_mode = metrics.get("val_by_stats") or {}
+    if mode is not None and isinstance(by_mode.get(mode), dict) and by_mode[mode].get("uar") is not None:
+        return float(by_mode[mode]["uar"])
     key = "best_val_uar" if is_legacy(metrics) else "val/uar"
     value = metrics.get(key, metrics.get("best_val_uar"))
     return None if value is None or math.isnan(float(value)) else float(value)

@@ -131,7 +131,7 @@ def nested_selection(runs: list[dict], jobs: list[str], mode: str, n_resamples: 
                 continue
             if r["tag"] in candidates:
                 raise ValueError(f"two runs of recipe {r['tag']} for job {job}")
-            val = validation_uar(r["metrics"])
+            val = validation_uar(r["metrics"], mode)
             by_mode = scores_by_stats(r["metrics"], r.get("normalize"), f"{r['tag']}/{job}")
             if val is not None and mode in by_mode:
                 candidates[r["tag"]] = (val, r["metrics"])
