@@ -589,11 +589,11 @@ class Predictor:
 
         def flush() -> None:
             if batch_rows:
-                stats = None
+                window_stats = None
                 if self.speaker_normalized:
                     rows = [group_stats[g] for g in batch_groups]
-                    stats = (torch.stack([m for m, _ in rows]), torch.stack([s for _, s in rows]))
-                logits = self.logits(batch[: len(batch_rows)], stats)
+                    window_stats = (torch.stack([m for m, _ in rows]), torch.stack([s for _, s in rows]))
+                logits = self.logits(batch[: len(batch_rows)], window_stats)
                 for (p, row), lg in zip(batch_rows, logits, strict=True):
                     p.logits[row] = lg
                 batch_rows.clear()

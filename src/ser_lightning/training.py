@@ -241,7 +241,10 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
                                             seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
     calibration = fit_calibration(*raw["val"][headline].window_logits(), method=method, fitted_on="val")
-    store_calibration(ckpt_path, calibration)
+    if Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
+        store_calibration(ckpt_path, calibration)
+    else:  # a checkpoint given with train=false: the user's file is left as it is
+        log.warning("calibration (T = %.3g) not stored: %s is not this run's checkpoint", calibration["temperature"], ckpt_path)
     temperature = float(calibration["temperature"])
     out: dict[str, dict] = {"calibration": calibration}
     for part in ("val", "test"):
