@@ -321,3 +321,22 @@ def test_train_calibrates_the_best_checkpoint_on_validation(tmp_path, data_dir):
     scores = evaluate_ensemble([run])
     assert scores["test"].calibration["temperature"] == pytest.approx(cal["temperature"], rel=1e-6)
     np.testing.assert_allclose(scores["test"].probabilities, evaluate_ensemble([run], parts=("test",))["test"].probabilities, atol=1e-9)
+
+
+def test_grouped_nll_scores_the_mean_of_a_files_window_probabilities():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0]])
+    targets = torch.tensor([0, 0, 2])  # windows 0 and 1 are one file (label 0), window 2 another (label 2)
+    groups = [7, 7, 3]
+    for t in (0.5, 1.0, 2.0):
+        p = torch.softmax(logits.double() / t, dim=1)
+        by_hand = -(torch.log((p[0, 0] + p[1, 0]) / 2) + torch.log(p[2, 2])) / 2
+        assert nll(logits, targets, t, groups=groups) == pytest.approx(float(by_hand), rel=1e-12)
+    # one window per file: the grouped fit is the plain one
+    rng = np.random.default_rng(0)
+    many = torch.from_numpy(rng.normal(size=(60, 4)) * 3)
+    labels = torch.from_numpy(rng.integers(0, 4, size=60))
+    assert fit_temperature(many, labels, groups=list(range(60))) == pytest.approx(fit_temperature(many, labels), rel=1e-6)
+    record = fit_calibration(logits, targets, groups=groups)
+    assert record["n"] == 2 and record["nll_after"] <= record["nll_before"] + 1e-12
+    with pytest.raises(ValueError, match="groups"):
+        nll(logits, targets, groups=[0, 1])

@@ -165,21 +165,47 @@ class TemperatureScaled(torch.nn.Module):
         return self.model(*inputs) / self.temperature
 
 
-def nll(logits, targets, temperature: float = 1.0) -> float:
+def _group_index(groups, n: int) -> torch.Tensor | None:
+    """Checked ``[n]`` int64 group of each row (``None`` passes through)."""
+    if groups is None:
+        return None
+    groups = torch.as_tensor(np.asarray(groups), dtype=torch.int64)
+    if groups.shape != (n,) or (n and int(groups.min()) < 0):
+        raise ValueError(f"groups must be [n] non-negative integers for {n} rows, got shape {tuple(groups.shape)}")
+    return torch.unique(groups, return_inverse=True)[1]  # 0..n_groups-1
+
+
+def _nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float, groups: torch.Tensor | None) -> float:
+    if groups is None:
+        return float(torch.nn.functional.cross_entropy(logits / temperature, targets))
+    probs = torch.softmax(logits / temperature, dim=1)
+    n_groups = int(groups.max()) + 1
+    summed = torch.zeros(n_groups, probs.shape[1], dtype=probs.dtype).index_add_(0, groups, probs)
+    counts = torch.bincount(groups, minlength=n_groups).to(probs.dtype)[:, None]
+    group_targets = torch.zeros(n_groups, dtype=torch.int64).index_copy_(0, groups, targets)  # rows of a group share it
+    picked = (summed / counts)[torch.arange(n_groups), group_targets]
+    return float(-picked.clamp_min(1e-300).log().mean())
+
+
+def nll(logits, targets, temperature: float = 1.0, groups=None) -> float:
     """Mean negative log-likelihood (cross-entropy, nats) of ``softmax(logits / T)``.
 
     Args:
         logits: ``[n, C]`` logits or log-probabilities.
         targets: ``[n]`` class indices.
+        groups: ``[n]`` ints, or ``None``: rows of one group (the windows of one file)
+            form one example whose probabilities are the mean of its rows' (as a file's
+            in :class:`~ser_lightning.inference.Predictor`); the NLL is then per group.
+            The rows of a group must share their target.
 
     Raises:
         ValueError: see :func:`fit_temperature`.
     """
     logits, targets = _scores(logits, targets, "logits")
-    return float(torch.nn.functional.cross_entropy(logits / _check_temperature(temperature), targets))
+    return _nll(logits, targets, _check_temperature(temperature), _group_index(groups, len(targets)))
 
 
-def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_BOUNDS, tol: float = 1e-7) -> float:
+def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_BOUNDS, tol: float = 1e-7, groups=None) -> float:
     """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on held-out
     data (temperature scaling, Guo et al., 2017, section 4.2).
 
@@ -195,6 +221,10 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
         targets: ``[n]`` int class indices.
         bounds: ``(T_min, T_max)``, ``0 < T_min < T_max``.
         tol: stop when the bracket on ``log T`` is narrower than this.
+        groups: see :func:`nll`: fit the NLL of the files' mean window probabilities,
+            what a user is given, rather than of single windows. The NLL of a mean of
+            softmaxes is not convex in ``1 / T`` in general; in practice it is unimodal,
+            and the search still returns the best of the points it tried and the bounds.
 
     Returns:
         ``T`` (a float in ``bounds``).
@@ -205,12 +235,13 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
             integers, or bad bounds.
     """
     logits, targets = _scores(logits, targets, "logits")
+    group_of = _group_index(groups, len(targets))
     lo_t, hi_t = (_check_temperature(b) for b in bounds)
     if lo_t >= hi_t:
         raise ValueError(f"bounds must be (T_min, T_max) with T_min < T_max, got {bounds}")
 
     def loss(log_t: float) -> float:
-        return float(torch.nn.functional.cross_entropy(logits / math.exp(log_t), targets))
+        return _nll(logits, targets, math.exp(log_t), group_of)
 
     # golden-section search (Kiefer, 1953) on log T
     inv_phi = (math.sqrt(5) - 1) / 2
@@ -236,7 +267,7 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
     return float(best_t)
 
 
-def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str = "val") -> dict:
+def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str = "val", groups=None) -> dict:
     """Fit a calibration on held-out scores and describe it in the form a checkpoint
     stores (``hyper_parameters["calibration"]``).
 
@@ -246,6 +277,7 @@ def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str
         targets: ``[n]`` class indices.
         method: ``"temperature"`` (temperature scaling) or ``"none"`` (``T = 1``).
         fitted_on: name of the part the scores come from (``"val"``).
+        groups: see :func:`nll` (windows of one file are one example; ``n`` counts files).
 
     Returns:
         ``{"method", "temperature", "fitted_on", "n", "nll_before", "nll_after"}``
@@ -259,15 +291,16 @@ def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str
     """
     if method not in ("temperature", "none"):
         raise ValueError(f"calibration method '{method}' is unknown; allowed: ['temperature', 'none']")
-    before = nll(logits, targets)
-    out = {"method": method, "temperature": 1.0, "fitted_on": fitted_on, "n": len(targets)}
+    before = nll(logits, targets, groups=groups)
+    n = len(targets) if groups is None else len(np.unique(np.asarray(groups)))
+    out = {"method": method, "temperature": 1.0, "fitted_on": fitted_on, "n": n}
     if method == "temperature":
         correct = np.asarray(torch.as_tensor(logits).argmax(dim=1) == torch.as_tensor(targets))
         if correct.all() or not correct.any():
             out["note"] = f"not fitted: the arg-max is {'right' if correct.all() else 'wrong'} on every {fitted_on} example"
         else:
-            out["temperature"] = fit_temperature(logits, targets)
-    return {**out, "nll_before": before, "nll_after": nll(logits, targets, out["temperature"])}
+            out["temperature"] = fit_temperature(logits, targets, groups=groups)
+    return {**out, "nll_before": before, "nll_after": nll(logits, targets, out["temperature"], groups=groups)}
 
 
 def checkpoint_temperature(hyper_parameters: dict) -> float:

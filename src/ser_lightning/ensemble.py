@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ser_lightning.calibration import calibration_metrics, fit_calibration
+from ser_lightning.calibration import calibration_metrics
 from ser_lightning.class_report import macro_f1, per_class_metrics, war_uar
 from ser_lightning.inference import CheckpointError
 
@@ -195,7 +195,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
                 lambda j, good=good, audio=audio: audio.wave(good[j][0]))
         raw[part] = {mode: score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed) for mode in modes}
         member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
-    calibration = fit_calibration(*raw["val"][headline].window_logits(), method=str(cfg.get("calibration", "temperature")))
+    calibration = raw["val"][headline].fit_calibration(str(cfg.get("calibration", "temperature")))
     scores: dict[str, PartScores] = {}
     for part in parts:
         scored = {mode: sp.at_temperature(calibration["temperature"]) for mode, sp in raw[part].items()}

@@ -116,12 +116,25 @@ class ScoredPart:
         probs = np.array([calibrated_probabilities(lg, temperature).mean(axis=0) for lg in self.logits], dtype=np.float64)
         return replace(self, probabilities=probs.reshape(self.probabilities.shape), temperature=float(temperature))
 
-    def window_logits(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(logits [n_windows, n_classes], targets [n_windows])``: every classified window
-        with its utterance's label (what a temperature is fitted on)."""
+    def window_logits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(logits [n_windows, n_classes], targets [n_windows], utterance [n_windows])``:
+        every classified window with its utterance's label and index (a temperature is
+        fitted on the utterances' mean window probabilities, what a user is given:
+        :func:`ser_lightning.calibration.fit_calibration` with ``groups``)."""
         if not self.logits:
             raise ValueError("nothing was scored")
-        return np.concatenate(self.logits), np.concatenate([np.full(len(lg), t) for lg, t in zip(self.logits, self.targets, strict=True)])
+        pairs = list(zip(self.logits, self.targets, strict=True))
+        return (np.concatenate(self.logits), np.concatenate([np.full(len(lg), t) for lg, t in pairs]),
+                np.concatenate([np.full(len(lg), i) for i, (lg, _) in enumerate(pairs)]))
+
+    def fit_calibration(self, method: str = "temperature", fitted_on: str = "val") -> dict:
+        """A temperature fitted on these utterances' window logits so that their mean window
+        probabilities (what :class:`~ser_lightning.inference.Predictor` gives a user) have
+        the lowest NLL (:func:`ser_lightning.calibration.fit_calibration` with ``groups``)."""
+        from ser_lightning.calibration import fit_calibration
+
+        logits, targets, utterance = self.window_logits()
+        return fit_calibration(logits, targets, method=method, fitted_on=fitted_on, groups=utterance)
 
     @property
     def predicted(self) -> np.ndarray:

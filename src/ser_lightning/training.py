@@ -222,7 +222,6 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         ValueError: ``test_stats`` names a mode that does not apply to the model, or an
             unknown ``calibration``.
     """
-    from ser_lightning.calibration import fit_calibration
     from ser_lightning.inference import Predictor
     from ser_lightning.scoring import UTTERANCE_MODE, modes_for, score_utterances
 
@@ -240,7 +239,7 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
                 dm.waveform_of(rows))
         raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
                                             seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
-    calibration = fit_calibration(*raw["val"][headline].window_logits(), method=method, fitted_on="val")
+    calibration = raw["val"][headline].fit_calibration(method)
     if Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
         store_calibration(ckpt_path, calibration)
     else:  # a checkpoint given with train=false: the user's file is left as it is
