@@ -1,9 +1,10 @@
 """Train and evaluate the results protocols and write docs/RESULTS.md.
 
-Three sub-commands:
+Four sub-commands:
 
     python scripts/results.py run <protocol> [--model cnn2d] [--features logmel] [--set k=v ...] [--jobs a,b]
     python scripts/results.py ensemble <protocol> --members <tag>,<tag>,... --tag <name>
+    python scripts/results.py rescore <protocol> [--tags a,b]   # score finished jobs again (scoring code changed)
     python scripts/results.py table            # aggregate every finished run -> docs/RESULTS.md
 
 ``run`` trains one ``train.py`` job per fold or seed of the protocol, one after another,
@@ -255,6 +256,24 @@ def ensemble(args: argparse.Namespace) -> int:
         done += 1
     print(f"[results] {done} of {len(jobs)} job(s) scored; {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
     return 0 if done == len(jobs) else 1
+
+
+def rescore(args: argparse.Namespace) -> int:
+    """Score finished jobs of a protocol again with the current scoring path
+    (:func:`ser_lightning.training.rescore_run`) and refresh their records."""
+    from ser_lightning.training import rescore_run
+
+    proto_dir = RESULTS_DIR / args.protocol
+    tags = [t for t in args.tags.split(",") if t] or sorted(d.name for d in proto_dir.iterdir() if d.is_dir())
+    done = 0
+    for tag in tags:
+        for job_dir in sorted((proto_dir / tag).iterdir()) if (proto_dir / tag).is_dir() else []:
+            if (job_dir / "metrics.json").is_file() and (job_dir / "config.yaml").is_file() and (job_dir / "checkpoints").is_dir():
+                m = rescore_run(job_dir)
+                print(f"[results] rescored {args.protocol}/{tag}/{job_dir.name}: test UAR {100 * m['test/uar']:.1f} % ({m['test_stats']})", flush=True)
+                done += 1
+    print(f"[results] {done} job(s) rescored; {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
+    return 0
 
 
 def _mean_std(values: list[float]) -> str:
@@ -679,9 +698,12 @@ def main(argv: list[str] | None = None) -> int:
     p_ens.add_argument("--jobs", default="", help="comma-separated subset of the protocol's jobs")
     p_ens.add_argument("--device", default="cpu")
     p_ens.add_argument("--data-root", default=None, help="corpus root, when the data moved since training (default: the recorded one)")
+    p_re = sub.add_parser("rescore", help="score finished jobs again with the current scoring path (their checkpoints are kept)")
+    p_re.add_argument("protocol", choices=sorted(PROTOCOLS))
+    p_re.add_argument("--tags", default="", help="comma-separated recipe tags (default: every recipe of the protocol)")
     sub.add_parser("table", help="aggregate finished runs into docs/RESULTS.md")
     args = parser.parse_args(argv)
-    return {"run": run, "ensemble": ensemble, "table": table}[args.command](args)
+    return {"run": run, "ensemble": ensemble, "rescore": rescore, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -162,8 +162,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             calibration = None
             if cfg.get("test", True):
                 calibration = calibration_report(scores, output_dir, f"{cfg.data.corpus} {cfg.model.backbone.name}")
-                for when, key in (("after", ""), ("before", "_uncalibrated")):
-                    metrics.update({f"test/{m}{key}": float(calibration["test"][when][m]) for m in ("ece", "nll", "brier")})
+                metrics.update({k: v for k, v in scoring_report(cfg, dm, scores, calibration).items() if k.startswith("test/")})
             for lg in loggers:
                 lg.log_metrics({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) and k.count("/") == 1},
                                step=trainer.global_step)
@@ -297,25 +296,56 @@ def log_test_figures(loggers: list, confusion, class_names: list[str]) -> None:
             log_wandb(lg, confusion, class_names)
 
 
-def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, best: Path, timer, wall_seconds) -> None:
-    """Write ``metrics.json``, ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
-    print the result table."""
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt = trainer.checkpoint_callback
+def scoring_report(cfg, dm, scores: dict, calibration: dict) -> dict:
+    """The ``metrics.json`` keys that come from scoring the best checkpoint: headline
+    ``val/*`` and ``test/*`` (WAR, UAR, macro-F1; calibration ``test/ece``, ``test/nll``,
+    ``test/brier`` and their ``_uncalibrated`` values), the policy and statistics,
+    every mode's scores, the calibration, the confusion matrices and per-class scores."""
     test = scores["test"]
     confusion = np.asarray(test["headline"]["confusion_matrix"])
-    try:
-        best_rel = str(best.resolve().relative_to(output_dir.resolve()))
-    except ValueError:
-        best_rel = str(best)
-    report = {
-        **{k: v for k, v in metrics.items() if k.split("/")[0] in ("val", "test") and k.split("/")[-1] != "loss"},
+    report = {f"{part}/{key}": float(scores[part]["headline"][key]) for part in ("val", "test") for key in ("war", "uar", "f1_macro")}
+    for when, suffix in (("after", ""), ("before", "_uncalibrated")):
+        report.update({f"test/{m}{suffix}": float(calibration["test"][when][m]) for m in ("ece", "nll", "brier")})
+    report.update({
         "scoring": str(cfg.get("scoring", "windows")),
         "test_stats": test["mode"],
         "test_by_stats": test["by_stats"],
         "val_by_stats": {m: {k: v for k, v in r.items() if k in ("war", "uar", "f1_macro", "n")} for m, r in scores["val"]["by_stats"].items()},
         "per_speaker_confusion": test["headline"]["per_speaker_confusion"],
         "calibration": calibration,
+        "split_fingerprint": dm.split_fingerprint,
+        "class_names": dm.class_names,
+        "confusion_matrix": confusion.tolist(),
+        "per_class": per_class_metrics(confusion, dm.class_names),
+    })
+    part = test["part"]
+    if len(set(part.corpora)) > 1:
+        from ser_lightning.scoring import by_group
+
+        report["test_by_corpus"] = by_group(part, part.corpora)
+    return report
+
+
+def write_scoring_artifacts(cfg, dm, report: dict) -> None:
+    """``per_class_metrics.csv`` and ``confusion_matrix.png`` of the headline test scores."""
+    output_dir = Path(cfg.paths.output_dir)
+    write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")
+    plot_confusion_matrix(np.asarray(report["confusion_matrix"]), dm.class_names, output_dir / "confusion_matrix.png",
+                          title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol}; {report['scoring']}, "
+                                f"{report['test_stats']} statistics)")
+
+
+def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, best: Path, timer, wall_seconds) -> None:
+    """Write ``metrics.json``, ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
+    print the result table."""
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt = trainer.checkpoint_callback
+    try:
+        best_rel = str(best.resolve().relative_to(output_dir.resolve()))
+    except ValueError:
+        best_rel = str(best)
+    report = {
+        **scoring_report(cfg, dm, scores, calibration),
         # the training loop's selection score (centred clips, validation speakers' own statistics)
         "best_val_uar": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         # relative to the run directory: what eval.py, ensembles and results load
@@ -325,27 +355,42 @@ def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, be
         "data_wait_fraction": next((c.fractions for c in trainer.callbacks if isinstance(c, DataWaitTimer)), []),
         "wall_seconds": wall_seconds,
         "split": dm.split.describe(),
-        "split_fingerprint": dm.split_fingerprint,
-        "class_names": dm.class_names,
         "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test),
         "skipped_files": len(dm.skipped),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "confusion_matrix": confusion.tolist(),
-        "per_class": per_class_metrics(confusion, dm.class_names),
     }
-    part = test["part"]
-    if len(set(part.corpora)) > 1:
-        from ser_lightning.scoring import by_group
-
-        report["test_by_corpus"] = by_group(part, part.corpora)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-    write_per_class_csv(report["per_class"], output_dir / "per_class_metrics.csv")
-    plot_confusion_matrix(confusion, dm.class_names, output_dir / "confusion_matrix.png",
-                          title=f"{cfg.data.corpus} {cfg.model.backbone.name}: test ({dm.split.protocol}; {report['scoring']}, "
-                                f"{report['test_stats']} statistics)")
+    write_scoring_artifacts(cfg, dm, report)
     title = f"{cfg.data.corpus} / {cfg.model.backbone.name} / {dm.feature_config.kind} — {dm.split.describe()}"
     note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}"
-    others = [f"{m} {100 * r['uar']:.1f}" for m, r in test["by_stats"].items() if m != test["mode"]]
+    others = [f"{m} {100 * r['uar']:.1f}" for m, r in report["test_by_stats"].items() if m != report["test_stats"]]
     if others:
         note += f" (test UAR % under the other statistics: {', '.join(others)})"
     print("\n" + format_table(metrics, title) + f"\n{note}\nrun directory: {output_dir}\n")
+
+
+def rescore_run(run_dir: str | Path) -> dict:
+    """Score a finished ``train.py`` run again with the current scoring path and rewrite
+    the scoring keys of its ``metrics.json`` (training keys such as ``epochs`` and
+    ``wall_seconds`` are kept), its calibration and figures: when the scoring code
+    changes, every record is regenerated by the same code, not patched by hand.
+
+    Returns:
+        The new ``metrics.json``.
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or ``metrics.json`` in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    old = json.loads((run_dir / "metrics.json").read_text())
+    cfg.paths.output_dir = str(run_dir)
+    dm = instantiate(cfg.data, features=_container(cfg.features), augment=_container(cfg.augment), output_dir=None, _convert_="all")
+    dm.setup("test")
+    best = run_dir / old.get("best_checkpoint", "checkpoints/best.ckpt")
+    scores = score_run(best, dm, cfg)
+    calibration = calibration_report(scores, run_dir, f"{cfg.data.corpus} {cfg.model.backbone.name}")
+    report = {**old, **scoring_report(cfg, dm, scores, calibration)}
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_scoring_artifacts(cfg, dm, report)
+    return report
