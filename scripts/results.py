@@ -268,7 +268,8 @@ def rescore(args: argparse.Namespace) -> int:
     done = 0
     for tag in tags:
         for job_dir in sorted((proto_dir / tag).iterdir()) if (proto_dir / tag).is_dir() else []:
-            if (job_dir / "metrics.json").is_file() and (job_dir / "config.yaml").is_file() and (job_dir / "checkpoints").is_dir():
+            finished = (job_dir / "metrics.json").is_file() or (job_dir / "checkpoints" / "best.ckpt").is_file()
+            if finished and (job_dir / "config.yaml").is_file() and (job_dir / "checkpoints").is_dir():
                 m = rescore_run(job_dir)
                 print(f"[results] rescored {args.protocol}/{tag}/{job_dir.name}: test UAR {100 * m['test/uar']:.1f} % ({m['test_stats']})", flush=True)
                 done += 1
