@@ -222,7 +222,8 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
         stats = [speaker_stats[speakers[i]] for i in scored]
     predictions = predictor.predict([(wave(i), predictor.sample_rate) for i in scored], batch_size=batch_size, stats=stats)
     ok = [j for j, p in enumerate(predictions) if p.error is None and p.probabilities]
-    errors = {paths[scored[j]]: p.error or p.note or "no prediction" for j, p in enumerate(predictions) if j not in set(ok)}
+    ok_set = set(ok)  # the others: undecodable, or silent throughout (no window classified)
+    errors = {paths[scored[j]]: p.error or p.note or "no prediction" for j, p in enumerate(predictions) if j not in ok_set}
     classes = predictor.class_names
     probs = np.array([[predictions[j].probabilities[c] for c in classes] for j in ok], dtype=np.float64).reshape(len(ok), len(classes))
     keep = [scored[j] for j in ok]
