@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from common import header, load_avg, median
 from train_throughput import compose_cfg
 
-from ser_lightning.training import build_datamodule
+from ser_lightning.training.pipeline import build_datamodule
 
 
 class PerItem(Dataset):

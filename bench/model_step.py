@@ -14,7 +14,7 @@ import torch
 
 from common import header, load_avg, median, timed
 
-from ser_lightning.models import build_backbone
+from ser_lightning.models.backbones import build_backbone
 
 
 def main() -> None:

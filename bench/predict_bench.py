@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from ser_lightning.data.audio import fit_length, load_audio  # noqa: E402
-from ser_lightning.inference import Predictor  # noqa: E402
+from ser_lightning.inference.predictor import Predictor  # noqa: E402
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
@@ -56,7 +56,7 @@ def default_checkpoint(path: Path) -> Path:
     """The default cnn2d + log-mel model of conf/, untrained, saved like train.py does."""
     from omegaconf import OmegaConf
 
-    from ser_lightning.features import FeatureConfig
+    from ser_lightning.transforms.features import FeatureConfig
     from ser_lightning.models.module import SERModule
 
     model_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "cnn2d.yaml"))
@@ -97,7 +97,7 @@ def bench_latency(ckpt: Path, data: Path, tmp: Path, calls: int, onnx: bool) -> 
     if onnx:
         import onnxruntime as ort
 
-        from ser_lightning.export import export_checkpoint
+        from ser_lightning.inference.export import export_checkpoint
 
         model = export_checkpoint(ckpt, "onnx", tmp / "model.onnx").path
         options = ort.SessionOptions()
@@ -157,7 +157,7 @@ torch.set_num_threads({threads})
 sys.path.insert(0, {src!r})
 sys.path.insert(0, {bench!r})
 from predict_bench import peak_rss_mb
-from ser_lightning.inference import Predictor
+from ser_lightning.inference.predictor import Predictor
 predictor = Predictor.from_checkpoint({ckpt!r}, device="cpu")
 predictor.predict([{warm!r}])
 rss_before, _ = peak_rss_mb()

@@ -4,7 +4,7 @@
 
 Cuts every file of the shared TESS, RAVDESS, SAVEE and CREMA-D copies into the windows
 ``Predictor`` uses (3 s every 1.5 s at 16 kHz; one window for a shorter file) and prints
-the lowest window energies in dBFS (:func:`ser_lightning.streaming.energy_dbfs`).
+the lowest window energies in dBFS (:func:`ser_lightning.data.streaming.energy_dbfs`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ser_lightning.data.audio import load_audio  # noqa: E402
 from ser_lightning.data.corpora import list_audio_files  # noqa: E402
-from ser_lightning.streaming import WindowSlicer  # noqa: E402
+from ser_lightning.data.streaming import WindowSlicer  # noqa: E402
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 The stream is a "conversation" of ``--clips`` real RAVDESS takes (16 kHz FLAC, each with
 its own ~1 s lead-in) separated by 1.5 s of digital silence, upsampled to 48 kHz (a
 typical microphone rate, so the streaming resampler is part of the cost), pushed into
-:class:`ser_lightning.live.StreamingPredictor` in 32-ms chunks, as a sound card
+:class:`ser_lightning.inference.live.StreamingPredictor` in 32-ms chunks, as a sound card
 delivers them. Without ``--ckpt`` the model is the default ``model=cnn2d`` + log-mel,
 untrained (speed does not depend on the weights); one PyTorch thread.
 
@@ -43,9 +43,9 @@ from common import header  # noqa: E402
 from predict_bench import default_checkpoint  # noqa: E402
 
 from ser_lightning.data.audio import load_audio  # noqa: E402
-from ser_lightning.inference import Predictor  # noqa: E402
-from ser_lightning.live import SegmentEnd, StreamingPredictor  # noqa: E402
-from ser_lightning.vad import build_vad  # noqa: E402
+from ser_lightning.inference.predictor import Predictor  # noqa: E402
+from ser_lightning.inference.live import SegmentEnd, StreamingPredictor  # noqa: E402
+from ser_lightning.data.vad import build_vad  # noqa: E402
 
 RATE = 48000
 CHUNK = int(0.032 * RATE)

@@ -7,7 +7,7 @@ the benchmark scripts), trains ``--epochs`` epochs without validation, and repor
 
 - clips/s of each epoch after the first (training clips / epoch seconds; the first epoch
   also pays for warm-up and, on a cold cache, for decoding);
-- the data-wait share (:class:`ser_lightning.callbacks.DataWaitTimer`): time between
+- the data-wait share (:class:`ser_lightning.training.callbacks.DataWaitTimer`): time between
   training steps (DataLoader, host->device copy, device-side augmentation + features) over
   the epoch's training time; and the part of it that is the device-side transform.
 
@@ -33,8 +33,8 @@ from omegaconf import open_dict
 
 from common import REPO, header, load_avg, median
 
-from ser_lightning.callbacks import DataWaitTimer, EpochTimer
-from ser_lightning.training import build_datamodule, build_model
+from ser_lightning.training.callbacks import DataWaitTimer, EpochTimer
+from ser_lightning.training.pipeline import build_datamodule, build_model
 
 
 def compose_cfg(overrides: list[str], out: Path):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ser_lightning.data.audio import fit_length, load_audio
-from ser_lightning.features import FeatureConfig, FeatureExtractor
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
 from ser_lightning.models.module import SERModule
 
 CLASSES = ["neutral", "happy", "sad", "angry"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from ser_lightning.cross_corpus import evaluate_checkpoint
+from ser_lightning.evaluation.evaluate import evaluate_checkpoint
 from ser_lightning.data.datamodule import SERDataModule
 from tests.conftest import corrupt_middle
 from tests.predict_helpers import CLASSES, run_script, trained_checkpoint

@@ -12,22 +12,10 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from ser_lightning.abstention import UNCERTAIN, abstain, abstention_summary, apply_min_confidence, check_min_confidence
-from ser_lightning.calibration import (
-    TemperatureScaled,
-    apply_temperature,
-    calibration_metrics,
-    checkpoint_temperature,
-    ece_from_bins,
-    fit_calibration,
-    fit_temperature,
-    nll,
-    reliability_diagram,
-    risk_coverage,
-    risk_coverage_plot,
-    softmax_probabilities,
-)
-from ser_lightning.inference import SILENCE, Prediction, WindowPrediction
+from ser_lightning.inference.abstention import UNCERTAIN, abstain, abstention_summary, apply_min_confidence, check_min_confidence
+from ser_lightning.evaluation.calibration import calibration_metrics, ece_from_bins, fit_calibration, fit_temperature, nll, reliability_diagram, risk_coverage, risk_coverage_plot
+from ser_lightning.inference.calibration import TemperatureScaled, apply_temperature, checkpoint_temperature, softmax_probabilities
+from ser_lightning.inference.outputs import Prediction, SILENCE, WindowPrediction
 from tests.predict_helpers import CLASSES, trained_checkpoint
 from tests.test_predict import compose_predict, run_predict
 
@@ -254,7 +242,7 @@ def ckpt(tmp_path_factory, data_dir):
 
 
 def test_predict_min_confidence_writes_uncertain_rows_with_exit_code_zero(ckpt, originals, tmp_path, capsys):
-    from ser_lightning.cli import run_predict as run_predict_cfg
+    from ser_lightning.cli.predict import run_predict as run_predict_cfg
 
     inputs = f"{originals}/savee/ALL/*.wav"
     out = tmp_path / "p.csv"
@@ -291,8 +279,8 @@ def test_temperature_fitted_on_a_real_runs_validation_part_lowers_its_nll(tmp_pa
     """Train a small SAVEE run with train.py's pipeline (8 epochs, about 8 s), score its
     validation part (an unseen speaker) as the validation step does, and calibrate it.
     Measured: T = 2.27, validation NLL 1.99 -> 1.76, ECE 19 % -> 9 %."""
-    from ser_lightning.ensemble import evaluate_ensemble
-    from ser_lightning.training import train
+    from ser_lightning.evaluation.ensemble import evaluate_ensemble
+    from ser_lightning.training.pipeline import train
     from tests.test_e2e import compose_train
 
     overrides = ["data=savee", "model=cnn1d", "features=mfcc", "logger=csv", "trainer=cpu", "trainer.max_epochs=8",

@@ -14,8 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from ser_lightning.training import train
-from ser_lightning.wandb_setup import read_offline_run
+from ser_lightning.training.pipeline import train
+from ser_lightning.training.wandb_setup import read_offline_run
 from tests.conftest import REPO, write_tone
 
 FAST = ["trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",

@@ -1,4 +1,4 @@
-"""Ensembles of trained runs (ser_lightning.ensemble, ``results.py ensemble``): an ensemble
+"""Ensembles of trained runs (ser_lightning.evaluation.ensemble, ``results.py ensemble``): an ensemble
 of one run reproduces the run's own validation and test scores, a larger one averages its
 members' probabilities, and runs of different splits are refused."""
 
@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from ser_lightning.ensemble import EnsembleError, ensemble_metrics, evaluate_ensemble
-from ser_lightning.inference import CheckpointError, Predictor
-from ser_lightning.training import train
+from ser_lightning.errors import EnsembleError
+from ser_lightning.evaluation.ensemble import ensemble_metrics, evaluate_ensemble
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.training.pipeline import train
 from tests.conftest import REPO
 from tests.test_e2e import compose_train
 from tests.test_results_table import load_results_script

@@ -19,12 +19,13 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from ser_lightning.cli import run_predict
+from ser_lightning.cli.predict import run_predict
 from ser_lightning.data.audio import load_audio
-from ser_lightning.inference import SILENCE, Predictor
-from ser_lightning.live import SegmentEnd, SegmentStart, StreamingPredictor, StreamIssue, WindowResult
-from ser_lightning.stream_cli import run_stream
-from ser_lightning.vad import VoiceActivityDetector
+from ser_lightning.inference.outputs import SILENCE
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.live import SegmentEnd, SegmentStart, StreamIssue, StreamingPredictor, WindowResult
+from ser_lightning.cli.stream import run_stream
+from ser_lightning.data.vad import VoiceActivityDetector
 from tests.conftest import REPO
 from tests.predict_helpers import CLASSES, trained_checkpoint
 
@@ -321,7 +322,7 @@ def test_predict_segmenter_vad_gives_one_row_per_speech_segment(ckpt, conversati
 
 
 def test_realtime_file_source_keeps_pace(tmp_path):
-    from ser_lightning.stream_cli import file_source
+    from ser_lightning.cli.stream import file_source
 
     sf.write(str(tmp_path / "one.wav"), np.zeros(8000, np.float32), 8000)
     rate, chunks = file_source(str(tmp_path / "one.wav"), realtime=True, chunk_seconds=0.1)

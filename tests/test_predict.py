@@ -17,11 +17,14 @@ import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 
-from ser_lightning.cli import run_predict as run_predict_cfg
+from ser_lightning.cli.predict import run_predict as run_predict_cfg
 from ser_lightning.data.audio import fit_length, load_audio
-from ser_lightning.features import FeatureExtractor
-from ser_lightning.inference import SILENCE, CheckpointError, Predictor, load_checkpoint
-from ser_lightning.streaming import AudioStream, WindowSlicer, count_windows, energy_dbfs
+from ser_lightning.transforms.features import FeatureExtractor
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.outputs import SILENCE
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.models.checkpoint import load_checkpoint
+from ser_lightning.data.streaming import AudioStream, WindowSlicer, count_windows, energy_dbfs
 from tests.conftest import REPO, write_tone
 from tests.predict_helpers import CLASSES, run_script, trained_checkpoint, training_clips
 
@@ -355,8 +358,8 @@ def test_predict_exit_codes(ckpt, originals, tmp_path, capsys):
 
 @pytest.mark.parametrize("name, n_features", [("cnn2d", 64), ("cnn1d", 40)])
 def test_folding_batch_norm_keeps_the_outputs(name, n_features):
-    from ser_lightning.inference import fold_batch_norm
-    from ser_lightning.models import build_backbone
+    from ser_lightning.models.checkpoint import fold_batch_norm
+    from ser_lightning.models.backbones import build_backbone
 
     torch.manual_seed(0)
     model = build_backbone(name, n_features, 7)

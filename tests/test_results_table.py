@@ -6,14 +6,12 @@ import argparse
 import importlib.util
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-from ser_lightning.class_report import war_uar
-from ser_lightning.selection import nested_selection
-from tests.conftest import REPO
+from ser_lightning.metrics import war_uar
+from ser_lightning.evaluation.selection import nested_selection
 
 SAVEE_JOBS = ["test-DC", "test-JE", "test-JK"]
 RECIPE = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
@@ -21,11 +19,7 @@ RECIPE = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/resul
 
 
 def load_results_script():
-    spec = importlib.util.spec_from_file_location("results_script", REPO / "scripts" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("ser_lightning.evaluation.results")
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
-from ser_lightning.aggregate import aggregate
-from ser_lightning.wandb_setup import read_offline_run
+from ser_lightning.evaluation.aggregate import aggregate
+from ser_lightning.training.wandb_setup import read_offline_run
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

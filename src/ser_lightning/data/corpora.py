@@ -26,6 +26,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ser_lightning.errors import CorpusNotFoundError, UnknownLabelError
 from ser_lightning.labels import EMOTIONS
 
 
@@ -59,14 +60,6 @@ class Utterance:
         """Inverse of :meth:`as_row`."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: (v if v != "" else None) for k, v in row.items() if k in names})
-
-
-class CorpusNotFoundError(FileNotFoundError):
-    """The corpus root does not exist or holds no audio files of the expected layout."""
-
-
-class UnknownLabelError(ValueError):
-    """A file name or manifest row carries an emotion code the reader does not know."""
 
 
 def audio_extensions() -> frozenset[str]:

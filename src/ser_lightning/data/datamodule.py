@@ -20,16 +20,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
 from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
 from ser_lightning.data.splits import Split
-from ser_lightning.data.usable import DataQualityError, drop_unusable, read_rows, split_usable
-from ser_lightning.features import FeatureConfig, FeatureExtractor
+from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
+from ser_lightning.errors import DataQualityError
 from ser_lightning.labels import sort_labels
-from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
+from ser_lightning.transforms.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
+from ser_lightning.transforms.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SERDataModule(L.LightningDataModule):
         max_bad_fraction: stop with :class:`DataQualityError` when more than this
             fraction of files are skipped.
         cache_dir: waveform cache folder (``None``: decode into memory every run).
-        features: :class:`~ser_lightning.features.FeatureConfig` settings.
+        features: :class:`~ser_lightning.transforms.features.FeatureConfig` settings.
         augment: augmentation settings (``conf/augment``).
         output_dir: run directory; split manifests and the skipped-file list go there.
         extra_labels: labels accepted beyond the canonical set (manifests).
@@ -76,7 +77,7 @@ class SERDataModule(L.LightningDataModule):
             class is seen equally often per epoch. An alternative to class-weighted loss.
         trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
             trailing silence once, when the waveform cache is built (part of its key),
-            before clips are cropped (:func:`ser_lightning.vad.trim_silence`).
+            before clips are cropped (:func:`ser_lightning.data.vad.trim_silence`).
     """
 
     def __init__(

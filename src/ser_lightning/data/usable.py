@@ -18,12 +18,9 @@ from pathlib import Path
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus
 from ser_lightning.data.splits import Split, make_split, stratified_subset
+from ser_lightning.errors import DataQualityError
 
 log = logging.getLogger(__name__)
-
-
-class DataQualityError(RuntimeError):
-    """More files than allowed could not be decoded or were too short."""
 
 
 @dataclass
