@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ser_lightning.errors import ConfigError, SERUserError
+
 KEYS = {
     "root": "data root (default: $SER_DATA_DIR, else ./data)",
     "accept_licence": "true: accept a non-commercial or research-only licence",
@@ -49,19 +51,19 @@ def _parse_overrides(items: list[str]) -> tuple[str | None, dict[str, object]]:
     for item in items:
         if "=" not in item:
             if corpus is not None:
-                raise ValueError(f"two corpora given ('{corpus}', '{item}'); download one at a time")
+                raise ConfigError(f"two corpora given ('{corpus}', '{item}'); download one at a time")
             corpus = item
             continue
         key, value = item.split("=", 1)
         if key not in KEYS:
-            raise ValueError(f"unknown key '{key}'; allowed: {', '.join(KEYS)}")
+            raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(KEYS)}")
         if key in ("accept_licence", "verify", "progress", "implicit"):
             if value.lower() not in _BOOL:
-                raise ValueError(f"{key}={value}: use true or false")
+                raise ConfigError(f"{key}={value}: use true or false")
             opts[key] = _BOOL[value.lower()]
         elif key in ("retries", "workers"):
             if not value.isdigit():
-                raise ValueError(f"{key}={value}: use a whole number")
+                raise ConfigError(f"{key}={value}: use a whole number")
             opts[key] = int(value)
         else:
             opts[key] = value
@@ -71,7 +73,6 @@ def _parse_overrides(items: list[str]) -> tuple[str | None, dict[str, object]]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code (0 success, 1 error)."""
     from ser_lightning.data.download import install_corpus, list_corpora
-    from ser_lightning.errors import DownloadError
 
     args = _parser().parse_args(argv)
     try:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  ".join(r[c].ljust(widths[c]) for c in cols))
             return 0
         if corpus is None:
-            raise ValueError("name a corpus (python -m ser_lightning.cli.download --list shows them)")
+            raise ConfigError("name a corpus (python -m ser_lightning.cli.download --list shows them)")
         result = install_corpus(corpus, **opts)
         if result.action == "verified":
             for line in result.report.lines():
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{corpus}: verified" + ("" if result.report.recorded else
                                            " (no installation record: counts, names and pinned hashes only)"))
         return 0
-    except (DownloadError, ValueError) as err:
+    except (SERUserError, ValueError) as err:  # ValueError: a corrupt archive (data.archive)
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

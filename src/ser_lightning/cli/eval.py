@@ -7,7 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import USER_ERRORS, checkpoint_paths
+from ser_lightning.cli.common import checkpoint_paths
+from ser_lightning.errors import SERUserError
 
 
 def run_eval(cfg: DictConfig) -> int:
@@ -16,7 +17,6 @@ def run_eval(cfg: DictConfig) -> int:
     on a user error (bad checkpoint, missing corpus, unmappable labels)."""
     from omegaconf import OmegaConf
 
-    from ser_lightning.errors import CheckpointError
     from ser_lightning.evaluation.evaluate import evaluate_checkpoint
     from ser_lightning.metrics import format_table
 
@@ -29,7 +29,7 @@ def run_eval(cfg: DictConfig) -> int:
                                      scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
                                      report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)),
                                      calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
-    except (CheckpointError, *USER_ERRORS) as exc:
+    except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"\n{report['checkpoint']} on {report['corpus']} ({report['part']}): {report['n_evaluated']} of "

@@ -20,15 +20,18 @@ def _main() -> None:
 
     @hydra.main(version_base="1.3", config_path=conf_dir, config_name="explore")
     def run(cfg) -> None:
-        from ser_lightning.cli.common import USER_ERRORS
+        from ser_lightning.cli.common import user_error
         from ser_lightning.data.explore import explore
 
         out = cfg.out
         try:
             summary = explore(OmegaConf.to_container(cfg.data, resolve=True),
                               OmegaConf.to_container(cfg.features, resolve=True), out)
-        except USER_ERRORS as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except Exception as exc:
+            err = user_error(exc)
+            if err is None:
+                raise
+            print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         print(f"{summary['corpus']}: {summary['usable']} of {summary['files']} files, classes {summary['classes']}")
         print(f"wrote {len(list(Path(out).glob('*.png')))} PNGs and summary.json into {out}")

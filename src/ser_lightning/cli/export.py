@@ -13,7 +13,7 @@ def run_export(cfg: DictConfig) -> int:
     """Export ``cfg.ckpt_path`` as ``cfg.format``; print what was written. Returns the
     exit code: 0 on success, 1 when the export failed or disagrees with PyTorch, 2 on a
     usage error (bad checkpoint, unknown format)."""
-    from ser_lightning.errors import CheckpointError, ExportError
+    from ser_lightning.errors import ExportError, SERUserError
     from ser_lightning.inference.export import export_checkpoint
 
     if isinstance(checkpoint_paths(cfg.ckpt_path), list):
@@ -21,7 +21,7 @@ def run_export(cfg: DictConfig) -> int:
         return 2
     try:
         result = export_checkpoint(cfg.ckpt_path, str(cfg.format), cfg.get("output"), atol=float(cfg.get("atol", 1e-4)))
-    except (CheckpointError, ValueError) as exc:
+    except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ser_lightning.cli.common import checkpoint_paths
+from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
 
@@ -19,7 +20,6 @@ def run_predict(cfg: DictConfig) -> int:
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
     (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
-    from ser_lightning.errors import CheckpointError
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
     from ser_lightning.inference.predictor import Predictor
@@ -28,12 +28,12 @@ def run_predict(cfg: DictConfig) -> int:
         min_confidence = check_min_confidence(cfg.get("min_confidence"))
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
-                raise ValueError(f"{key}={cfg[key]}: use a .csv or .json file name")
+                raise ConfigError(f"{key}={cfg[key]}: use a .csv or .json file name")
         speaker_stats = str(cfg.get("speaker_stats") or "auto")
         if speaker_stats == "auto":
             speaker_stats = "enrol" if cfg.get("enrol") else "training"
         if cfg.get("enrol") and speaker_stats != "enrol":
-            raise ValueError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
+            raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
         predictor = Predictor.from_checkpoint(
             checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
@@ -43,11 +43,11 @@ def run_predict(cfg: DictConfig) -> int:
         if speaker_stats == "enrol" and predictor.speaker_normalized:
             enrol_files = expand_inputs(cfg.enrol) if cfg.get("enrol") else []
             if not enrol_files:
-                raise ValueError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
+                raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
             for problem in predictor.enrol(enrol_files):
                 print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
             print(f"speaker statistics from {len(enrol_files)} enrolment recording(s)", file=sys.stderr)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cfg.get("num_threads"):
@@ -62,7 +62,7 @@ def run_predict(cfg: DictConfig) -> int:
             predictions = predict_segments(predictor, files, build_vad(cfg.get("vad", "silero"), **dict(cfg.get("vad_settings") or {})))
         else:
             predictions = predictor.predict(files, batch_size=cfg.batch_size, progress=bool(cfg.get("progress", True)))
-    except ValueError as exc:  # SpeakerGroupingError (folders named after emotions), a VAD that cannot run
+    except SERUserError as exc:  # SpeakerGroupingError (folders named after emotions), a VAD that cannot run
         print(f"error: {exc}", file=sys.stderr)
         return 2
     predictions = apply_min_confidence(predictions, min_confidence)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from ser_lightning.errors import SourceError
+from ser_lightning.errors import ConfigError, SERUserError, SourceError
 
 #: How PortAudio is installed where ``sounddevice`` cannot find it.
 PORTAUDIO_HINT = ("the PortAudio library is not installed (sounddevice needs it for microphone input): "
@@ -170,7 +170,7 @@ def run_stream(cfg: DictConfig) -> int:
     source failed mid-stream; what was heard is still written), 2 (usage error)."""
     from ser_lightning.cli.common import checkpoint_paths
     from ser_lightning.data.vad import build_vad
-    from ser_lightning.errors import AudioDecodeError, CheckpointError
+    from ser_lightning.errors import AudioDecodeError
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
     from ser_lightning.inference.predictor import Predictor
@@ -186,7 +186,7 @@ def run_stream(cfg: DictConfig) -> int:
     source = str(cfg.source)
     try:
         if cfg.get("timeline") and Path(str(cfg.timeline)).suffix.lower() not in (".csv", ".json"):
-            raise ValueError(f"timeline={cfg.timeline}: use a .csv or .json file name")
+            raise ConfigError(f"timeline={cfg.timeline}: use a .csv or .json file name")
         if source == "mic":
             mic = MicrophoneSource(cfg.get("device"), cfg.get("sample_rate"), float(cfg.chunk_seconds), float(cfg.stall_seconds))
             rate, chunks, label = mic.sample_rate, mic.chunks(), f"mic:{mic.name}"
@@ -198,7 +198,7 @@ def run_stream(cfg: DictConfig) -> int:
                                               silence_dbfs=cfg.get("silence_dbfs"))
         vad_settings = dict(cfg.get("vad_settings") or {})
         live = StreamingPredictor(predictor, rate, vad=build_vad(cfg.vad, **vad_settings))
-    except (SourceError, CheckpointError, AudioDecodeError, FileNotFoundError, ValueError) as exc:
+    except SERUserError as exc:  # SourceError, CheckpointError, AudioDecodeError, ConfigError ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if cfg.get("num_threads"):

@@ -8,7 +8,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import USER_ERRORS, log
+from ser_lightning.cli.common import log, user_error
 
 
 def _is_multirun() -> bool:
@@ -21,7 +21,8 @@ def _is_multirun() -> bool:
 def run_train(cfg: DictConfig) -> float | None:
     """Run :func:`ser_lightning.training.pipeline.train`; return ``cfg.optimized_metric``.
 
-    In a multirun, a job failing on a user error is logged and returns NaN so the sweep
+    A user error (:class:`~ser_lightning.errors.SERUserError`) is logged as one line and
+    ends the command with exit code 2; in a multirun, a job failing on one is logged and returns NaN so the sweep
     goes on. Any other exception is logged with its traceback into the job's log and
     re-raised: Hydra's launcher records the job as failed and runs the other jobs, then
     the sweep ends with that error (exit code 1); the Optuna sweeper counts the trial as
@@ -31,12 +32,13 @@ def run_train(cfg: DictConfig) -> float | None:
 
     try:
         metrics = train(cfg)
-    except USER_ERRORS as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        if _is_multirun():
-            return math.nan
-        sys.exit(2)
-    except Exception:
+    except Exception as exc:
+        err = user_error(exc)
+        if err is not None:
+            log.error("%s: %s", type(err).__name__, err)
+            if _is_multirun():
+                return math.nan
+            sys.exit(2)
         if _is_multirun():
             log.exception("job failed (the other jobs of the sweep still run)")
         raise

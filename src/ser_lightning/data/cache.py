@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.data.audio import load_audio
-from ser_lightning.errors import AudioDecodeError
+from ser_lightning.errors import AudioDecodeError, ConfigError
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # the file layout (one .npy + offsets JSON); bump when it changes
@@ -107,9 +107,9 @@ def check_trim(trim: str, sample_rate: int) -> None:
     from ser_lightning.data.vad import VAD_SAMPLE_RATE
 
     if trim not in TRIM_METHODS:
-        raise ValueError(f"data.trim={trim} is unknown; allowed: {list(TRIM_METHODS)}")
+        raise ConfigError(f"data.trim={trim} is unknown; allowed: {list(TRIM_METHODS)}")
     if trim != "none" and sample_rate != VAD_SAMPLE_RATE:
-        raise ValueError(f"data.trim={trim} needs data.sample_rate={VAD_SAMPLE_RATE} (the voice activity detectors' rate), got {sample_rate}")
+        raise ConfigError(f"data.trim={trim} needs data.sample_rate={VAD_SAMPLE_RATE} (the voice activity detectors' rate), got {sample_rate}")
 
 
 def _decode_in_order(paths: list[str], sample_rate: int, min_seconds: float, workers: int | None,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_lightning.data.streaming import energy_dbfs
-from ser_lightning.errors import VADUnavailableError
+from ser_lightning.errors import ConfigError, VADUnavailableError
 
 #: Names accepted by ``vad=`` (``none``: no VAD, every sample counts as speech).
 VAD_BACKENDS = ("silero", "webrtc", "energy", "none")
@@ -108,7 +108,7 @@ class _WebRTCScorer(_Scorer):
         except ImportError as exc:
             raise VADUnavailableError("vad=webrtc needs the webrtcvad-wheels package: pip install webrtcvad-wheels") from exc
         if aggressiveness not in (0, 1, 2, 3):
-            raise ValueError(f"vad aggressiveness must be 0, 1, 2 or 3, got {aggressiveness}")
+            raise ConfigError(f"vad aggressiveness must be 0, 1, 2 or 3, got {aggressiveness}")
         self._make = lambda: webrtcvad.Vad(int(aggressiveness))
         self._vad = self._make()
 
@@ -250,13 +250,13 @@ class VoiceActivityDetector:
         elif backend == "energy":
             self._scorer = _EnergyScorer(energy_dbfs)
         else:
-            raise ValueError(f"vad={backend} is unknown; allowed: {[b for b in VAD_BACKENDS if b != 'none']} (or none: no VAD)")
+            raise ConfigError(f"vad={backend} is unknown; allowed: {[b for b in VAD_BACKENDS if b != 'none']} (or none: no VAD)")
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"vad threshold must be in (0, 1], got {threshold}")
+            raise ConfigError(f"vad threshold must be in (0, 1], got {threshold}")
         if min(min_speech_seconds, min_silence_seconds, pad_seconds) < 0:
-            raise ValueError("vad min_speech_seconds, min_silence_seconds and pad_seconds must be >= 0")
+            raise ConfigError("vad min_speech_seconds, min_silence_seconds and pad_seconds must be >= 0")
         if pad_seconds > min_silence_seconds:
-            raise ValueError(f"vad pad_seconds ({pad_seconds}) must not exceed min_silence_seconds ({min_silence_seconds}): a segment's "
+            raise ConfigError(f"vad pad_seconds ({pad_seconds}) must not exceed min_silence_seconds ({min_silence_seconds}): a segment's "
                              f"end would lie in audio not yet heard when its end event is due")
         self.backend = backend
         self.min_speech_seconds, self.min_silence_seconds, self.pad_seconds = float(min_speech_seconds), float(min_silence_seconds), float(pad_seconds)
@@ -362,9 +362,9 @@ def trim_silence(wave: np.ndarray, sample_rate: int, method: str, detector: Voic
     if method == "none":
         return wave
     if method not in ("vad", "energy"):
-        raise ValueError(f"data.trim={method} is unknown; allowed: vad, energy, none")
+        raise ConfigError(f"data.trim={method} is unknown; allowed: vad, energy, none")
     if sample_rate != VAD_SAMPLE_RATE:
-        raise ValueError(f"data.trim needs audio at {VAD_SAMPLE_RATE} Hz (the detectors' rate), got {sample_rate} Hz")
+        raise ConfigError(f"data.trim needs audio at {VAD_SAMPLE_RATE} Hz (the detectors' rate), got {sample_rate} Hz")
     detector = detector or VoiceActivityDetector("silero" if method == "vad" else "energy")
     found = detector.segments(wave)
     if not found:

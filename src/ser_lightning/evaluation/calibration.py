@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.inference.calibration import _check_temperature, _matrix
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def fit_calibration(logits, targets, method: str = "temperature", fitted_on: str
         ValueError: an unknown ``method``; see :func:`fit_temperature`.
     """
     if method not in ("temperature", "none"):
-        raise ValueError(f"calibration method '{method}' is unknown; allowed: ['temperature', 'none']")
+        raise ConfigError(f"calibration method '{method}' is unknown; allowed: ['temperature', 'none']")
     before = nll(logits, targets)
     out = {"method": method, "temperature": 1.0, "fitted_on": fitted_on, "n": len(targets)}
     if method == "temperature":

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.data.corpora import Utterance, read_corpus
-from ser_lightning.errors import UnmappableLabelError
+from ser_lightning.errors import ConfigError, UnmappableLabelError
 from ser_lightning.metrics import macro_f1, per_class_metrics, war_uar
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def map_labels(label_counts: dict[str, int], model_classes: list[str], policy: s
             label at all is left to evaluate.
     """
     if policy not in UNKNOWN_LABEL_POLICIES:
-        raise ValueError(f"unknown_labels='{policy}' is unknown; allowed: {list(UNKNOWN_LABEL_POLICIES)}")
+        raise ConfigError(f"unknown_labels='{policy}' is unknown; allowed: {list(UNKNOWN_LABEL_POLICIES)}")
     label_map = dict(label_map or {})
     known = set(model_classes)
     result = LabelMapping(mapping={})
@@ -85,7 +85,7 @@ def map_labels(label_counts: dict[str, int], model_classes: list[str], policy: s
             result.mapping[label] = label
         elif policy == "map" and label in label_map:
             if label_map[label] not in known:
-                raise ValueError(f"label_map.{label}={label_map[label]}: the model has no class '{label_map[label]}'; "
+                raise ConfigError(f"label_map.{label}={label_map[label]}: the model has no class '{label_map[label]}'; "
                                  f"its classes: {list(model_classes)}")
             result.mapping[label] = result.mapped[label] = label_map[label]
         else:
@@ -149,15 +149,15 @@ def select_rows(data_cfg: dict, part: str, ckpt_paths: list[str | Path] | None =
         SplitMismatchError: see :func:`recorded_rows`.
     """
     if part not in ("all", "train", "val", "test"):
-        raise ValueError(f"part='{part}' is unknown; allowed: all, train, val, test")
+        raise ConfigError(f"part='{part}' is unknown; allowed: all, train, val, test")
     if part != "all":
         if not ckpt_paths:
-            raise ValueError(f"part={part} needs the checkpoint whose recorded split it is")
+            raise ConfigError(f"part={part} needs the checkpoint whose recorded split it is")
         return recorded_rows(ckpt_paths, part, data_cfg)
     rows = read_corpus(data_cfg["corpus"], data_cfg["root"], **dict(data_cfg.get("reader_args") or {}))
     gender = data_cfg.get("gender")
     if gender not in (None, "female", "male"):
-        raise ValueError(f"data.gender='{gender}' is unknown; allowed: female, male, null")
+        raise ConfigError(f"data.gender='{gender}' is unknown; allowed: female, male, null")
     return [r for r in rows if r.gender == gender] if gender else rows
 
 

@@ -52,7 +52,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser_lightning.evaluation.aggregate import MODES, MODE_TITLES, is_legacy, legacy_mode, mean_std, mode_order, scores_by_stats, validation_uar
+from ser_lightning.evaluation.aggregate import (
+    MODE_TITLES,
+    MODES,
+    is_legacy,
+    legacy_mode,
+    mean_std,
+    mode_order,
+    scores_by_stats,
+    validation_uar,
+)
 from ser_lightning.evaluation.bootstrap import hierarchical_bootstrap_ci
 from ser_lightning.evaluation.selection import NestedSelection, fold_confusions, nested_selection
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.metrics import confusion_scores, war_uar
 
 #: Test-time statistics modes reported for a speaker-normalised model, in table order.
@@ -50,7 +51,7 @@ def parse_stats_mode(mode: str) -> tuple[str, int | None]:
         return "enrol", int(match.group(1))
     if mode in ("transductive", "training", UTTERANCE_MODE):
         return mode, None
-    raise ValueError(f"test-time statistics '{mode}' is unknown; allowed: transductive, training, enrol<k> (e.g. enrol8), "
+    raise ConfigError(f"test-time statistics '{mode}' is unknown; allowed: transductive, training, enrol<k> (e.g. enrol8), "
                      f"{UTTERANCE_MODE}")
 
 
@@ -180,7 +181,7 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     """
     kind, k = parse_stats_mode(mode)
     if (kind == UTTERANCE_MODE) == predictor.speaker_normalized:
-        raise ValueError(f"statistics mode '{mode}' does not apply to a model with features.normalize="
+        raise ConfigError(f"statistics mode '{mode}' does not apply to a model with features.normalize="
                          f"{'speaker' if predictor.speaker_normalized else 'utterance'}")
     corpora = corpora or [""] * len(paths)
     by_speaker: dict[str, list[int]] = {}

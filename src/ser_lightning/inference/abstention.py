@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ser_lightning.errors import ConfigError
+
 #: Label of a prediction whose confidence is below ``min_confidence``.
 UNCERTAIN = "uncertain"
 
@@ -30,7 +32,7 @@ def check_min_confidence(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
-        raise ValueError(f"min_confidence={value!r}: use a probability in [0, 1] (or null for no abstention)")
+        raise ConfigError(f"min_confidence={value!r}: use a probability in [0, 1] (or null for no abstention)")
     return float(value)
 
 

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 
+from ser_lightning.errors import ConfigError
+
 
 def _matrix(values, what: str) -> torch.Tensor:
     """Checked ``[n, C]`` float64 scores (``n >= 1``, ``C >= 2``, finite)."""
@@ -57,9 +59,9 @@ def _check_temperature(temperature: float) -> float:
     try:
         t = float(temperature)
     except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}") from None
+        raise ConfigError(f"temperature must be a positive number, got {temperature!r}") from None
     if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a finite positive number, got {temperature!r}")
+        raise ConfigError(f"temperature must be a finite positive number, got {temperature!r}")
     return t
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_lightning.errors import ExportError
+from ser_lightning.errors import ConfigError, ExportError
 from ser_lightning.transforms.features import FeatureExtractor
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -259,11 +259,11 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     from ser_lightning.inference.predictor import Predictor
 
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"format={format} is unknown; allowed: {sorted(EXPORT_FORMATS)}")
+        raise ConfigError(f"format={format} is unknown; allowed: {sorted(EXPORT_FORMATS)}")
     path = Path(output) if output else Path(ckpt_path).with_suffix(EXPORT_FORMATS[format])
     other = {s for f, s in EXPORT_FORMATS.items() if f != format}
     if path.suffix.lower() in other:
-        raise ValueError(f"output={path} has the suffix of another format than format={format}")
+        raise ConfigError(f"output={path} has the suffix of another format than format={format}")
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", speaker_stats="training")
     model = predictor.model
     if predictor.temperature != 1.0:  # calibrated: the graph's softmax sees logits / T, as predict.py does

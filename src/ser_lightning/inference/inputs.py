@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 from ser_lightning.data.corpora import audio_extensions
-from ser_lightning.errors import SpeakerGroupingError
+from ser_lightning.errors import InputNotFoundError, SpeakerGroupingError
 
 
 def expand_inputs(spec: str | Path) -> list[Path]:
     """A file, a folder (searched recursively for audio files) or a glob -> file paths.
 
     Raises:
-        FileNotFoundError: nothing matches.
+        InputNotFoundError: nothing matches (a ``FileNotFoundError``).
     """
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -26,7 +26,7 @@ def expand_inputs(spec: str | Path) -> list[Path]:
     else:
         files = [path]  # a missing file becomes an error entry, not an exception
     if not files:
-        raise FileNotFoundError(f"no audio files match input={spec}")
+        raise InputNotFoundError(f"no audio files match input={spec}")
     return files
 
 

@@ -25,6 +25,7 @@ import soxr
 
 from ser_lightning.data.streaming import DBFS_FLOOR, AudioStream, Window, WindowSlicer
 from ser_lightning.data.vad import SegmentEnded, SegmentStarted, VoiceActivityDetector
+from ser_lightning.errors import ConfigError
 from ser_lightning.inference.outputs import SILENCE, Prediction, WindowPrediction
 from ser_lightning.inference.predictor import Predictor
 
@@ -160,7 +161,7 @@ class StreamingPredictor:
     def __init__(self, predictor: Predictor, input_rate: int, vad: VoiceActivityDetector | None = None,
                  stats=None, batch_size: int = 16):
         if int(input_rate) <= 0:
-            raise ValueError(f"input_rate must be a positive number of Hz, got {input_rate}")
+            raise ConfigError(f"input_rate must be a positive number of Hz, got {input_rate}")
         self.predictor, self.input_rate, self.vad, self.stats = predictor, int(input_rate), vad, stats
         self.batch_size = max(1, int(batch_size))
         self.rate = predictor.sample_rate
@@ -393,10 +394,10 @@ def predict_segments(predictor: Predictor, inputs: list, vad: VoiceActivityDetec
     from ser_lightning.errors import AudioDecodeError
 
     if vad is None:
-        raise ValueError("segmenter=vad needs a voice activity detector: vad=silero, webrtc or energy")
+        raise ConfigError("segmenter=vad needs a voice activity detector: vad=silero, webrtc or energy")
     policy = getattr(predictor, "speaker_stats", "input")
     if predictor.speaker_normalized and stats is None and policy not in ("input", "training"):
-        raise ValueError(f"segmenter=vad takes speaker statistics per input or from training, not speaker_stats={policy}")
+        raise ConfigError(f"segmenter=vad takes speaker statistics per input or from training, not speaker_stats={policy}")
     out = []
     for item in inputs:
         source = str(item)

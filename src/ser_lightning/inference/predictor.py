@@ -24,7 +24,7 @@ import torch
 
 from ser_lightning.data.audio import fit_length, to_mono_resampled
 from ser_lightning.data.streaming import AudioStream, Window, WindowSlicer, audio_info, energy_dbfs
-from ser_lightning.errors import AudioDecodeError, CheckpointError
+from ser_lightning.errors import AudioDecodeError, CheckpointError, ConfigError
 from ser_lightning.inference.calibration import calibrated_probabilities
 from ser_lightning.inference.inputs import check_speaker_folders
 from ser_lightning.inference.outputs import SILENCE, Prediction, WindowPrediction
@@ -122,19 +122,19 @@ class Predictor:
         self.silence_dbfs = silence_dbfs
         self.min_samples = int(math.ceil(min_seconds * self.sample_rate)) if min_seconds else features.config.win_length
         if self.clip_samples <= 0 or self.hop_samples <= 0:
-            raise ValueError(f"window_seconds and hop_seconds must be positive, got {self.window_seconds} and {self.hop_seconds}")
+            raise ConfigError(f"window_seconds and hop_seconds must be positive, got {self.window_seconds} and {self.hop_seconds}")
         if self.clip_samples < self.min_samples:
-            raise ValueError(f"window_seconds={self.window_seconds} is shorter than the minimum input ({self.min_samples / self.sample_rate} s)")
+            raise ConfigError(f"window_seconds={self.window_seconds} is shorter than the minimum input ({self.min_samples / self.sample_rate} s)")
         if speaker_stats not in SPEAKER_STATS:
-            raise ValueError(f"speaker_stats='{speaker_stats}' is unknown; allowed: {list(SPEAKER_STATS)}")
+            raise ConfigError(f"speaker_stats='{speaker_stats}' is unknown; allowed: {list(SPEAKER_STATS)}")
         self.speaker_normalized = features.config.normalize == "speaker"
         if self.speaker_normalized and training_stats is None:
             raise ValueError("a speaker-normalised model (features.normalize=speaker) needs training_stats")
         if scoring not in SCORING:
-            raise ValueError(f"scoring='{scoring}' is unknown; allowed: {list(SCORING)}")
+            raise ConfigError(f"scoring='{scoring}' is unknown; allowed: {list(SCORING)}")
         self.scoring = scoring
         if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+            raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
         self.temperature = float(temperature)
         self.speaker_stats = speaker_stats
         self.training_stats = None if training_stats is None else tuple(t.float().to(self.device) for t in training_stats)
@@ -178,7 +178,7 @@ class Predictor:
                     raise CheckpointError(f"ensemble member {p} differs from {paths[0]} in {key}: members must share the "
                                           f"features, classes, clip length and training statistics (one recipe and split)")
         if calibration not in ("checkpoint", "none"):
-            raise ValueError(f"calibration='{calibration}' is unknown; allowed: checkpoint, none")
+            raise ConfigError(f"calibration='{calibration}' is unknown; allowed: checkpoint, none")
         from ser_lightning.inference.calibration import TemperatureScaled, checkpoint_temperature
 
         temps = [1.0 if calibration == "none" or temperature is not None else checkpoint_temperature(h) for _, h in loaded]
@@ -271,7 +271,7 @@ class Predictor:
             else:
                 parts.append(st)
         if not parts:
-            raise ValueError(f"no enrolment recording could be read ({'; '.join(problems)})")
+            raise ConfigError(f"no enrolment recording could be read ({'; '.join(problems)})")
         pooled = FeatureStats.pooled(parts, self.features.config.n_features)
         self.enrolment_stats = (pooled.mean.to(self.device), pooled.std.to(self.device))
         return problems
@@ -433,7 +433,7 @@ class Predictor:
             groups, group_stats = list(range(len(pairs))), [None if st is None else tuple(t.to(self.device) for t in st) for st in stats]
         elif self.speaker_normalized and self.speaker_stats == "enrol":
             if self.enrolment_stats is None:
-                raise ValueError("speaker_stats='enrol' needs enrolment recordings first (Predictor.enrol / predict.py enrol=...)")
+                raise ConfigError("speaker_stats='enrol' needs enrolment recordings first (Predictor.enrol / predict.py enrol=...)")
             group_stats = [self.enrolment_stats]
         elif self.speaker_normalized and self.speaker_stats != "training":
             groups, group_stats = self._group_statistics([it for it, _ in pairs], [r for _, r in pairs])

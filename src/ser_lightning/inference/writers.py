@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.inference.outputs import SILENCE
 
 
@@ -21,7 +22,7 @@ def _write_rows(rows: list[dict], fieldnames: list[str], path: Path) -> None:
             writer.writeheader()
             writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
     else:
-        raise ValueError(f"{path}: use a .csv or .json file name")
+        raise ConfigError(f"{path}: use a .csv or .json file name")
 
 
 def write_predictions(predictions, class_names: list[str], path: str | Path) -> None:

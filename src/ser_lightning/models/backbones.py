@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.models.cnn1d import CNN1d
 from ser_lightning.models.cnn2d import CNN2d
 from ser_lightning.models.resnet2d import ResNet2d
@@ -20,5 +21,5 @@ def build_backbone(name: str, n_features: int, n_classes: int, **kwargs) -> nn.M
         ValueError: unknown name (the allowed names are listed).
     """
     if name not in BACKBONES:
-        raise ValueError(f"model.backbone.name='{name}' is unknown; allowed: {sorted(BACKBONES)}")
+        raise ConfigError(f"model.backbone.name='{name}' is unknown; allowed: {sorted(BACKBONES)}")
     return BACKBONES[name](n_features, n_classes, **kwargs)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.metrics import confusion_scores
 from ser_lightning.models.backbones import build_backbone
 from ser_lightning.transforms.features import FeatureConfig
@@ -75,11 +76,11 @@ class SERModule(L.LightningModule):
         optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
         scheduler = dict(scheduler or {"name": "none"})
         if optimizer.get("name") not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
+            raise ConfigError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
         if not optimizer.get("lr", 0) > 0:
-            raise ValueError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
+            raise ConfigError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
         if scheduler.get("name") not in SCHEDULERS:
-            raise ValueError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+            raise ConfigError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
         if len(class_names) < 2:
             raise ValueError(f"need at least 2 classes, got {class_names}")
         self.save_hyperparameters()

@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 
+from ser_lightning.errors import ConfigError
+
 
 class EpochTimer(L.Callback):
     """Log the wall time of each training epoch as ``time/epoch_seconds`` (validation
@@ -199,7 +201,7 @@ class EMAWeights(EMAWeightAveraging):
 
     def __init__(self, decay: float = 0.995):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1), got {decay}")
         super().__init__(decay=decay)
         self.decay = decay
 

@@ -15,6 +15,8 @@ import torch
 import torchaudio
 from torch import nn
 
+from ser_lightning.errors import ConfigError
+
 
 def _apply_mask(batch_size: int, p: float, device: torch.device) -> torch.Tensor:
     """``[batch]`` bool: which examples an augmentation with probability ``p`` touches."""
@@ -133,7 +135,7 @@ class SpeedPerturb(nn.Module):
     def __init__(self, factors: tuple[float, ...] = (0.9, 1.0, 1.1), p: float = 0.5):
         super().__init__()
         if not factors or min(factors) <= 0:
-            raise ValueError(f"augment.speed.factors must be positive, got {factors}")
+            raise ConfigError(f"augment.speed.factors must be positive, got {factors}")
         self.factors = tuple(float(f) for f in factors)
         self.p = p
 
@@ -170,7 +172,7 @@ class PitchShift(nn.Module):
     def __init__(self, semitones: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0), n_fft: int = 512, p: float = 0.3):
         super().__init__()
         if not semitones:
-            raise ValueError("augment.pitch.semitones is empty")
+            raise ConfigError("augment.pitch.semitones is empty")
         self.semitones = tuple(float(s) for s in semitones)
         self.n_fft, self.hop = n_fft, n_fft // 4
         self.p = p
@@ -219,7 +221,7 @@ class Mixup(nn.Module):
     def __init__(self, alpha: float = 0.4, p: float = 0.5):
         super().__init__()
         if alpha <= 0:
-            raise ValueError(f"augment.mixup.alpha must be > 0, got {alpha}")
+            raise ConfigError(f"augment.mixup.alpha must be > 0, got {alpha}")
         self.alpha, self.p = alpha, p
 
     def forward(self, feats: torch.Tensor, targets: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,7 +307,7 @@ def build_chain(cfg: dict | None, registry: dict[str, type[nn.Module]], sample_r
     all_known = {**WAVEFORM_AUGMENTS, **SPECTROGRAM_AUGMENTS, **TARGET_AUGMENTS}
     for name, args in (cfg or {}).items():
         if name not in all_known:
-            raise ValueError(f"augment.{name} is unknown; allowed: {sorted(all_known)}")
+            raise ConfigError(f"augment.{name} is unknown; allowed: {sorted(all_known)}")
         if name not in registry or not args:
             continue
         args = dict(args)

@@ -13,6 +13,8 @@ import torch
 import torchaudio
 from torch import nn
 
+from ser_lightning.errors import ConfigError
+
 FEATURE_KINDS = ("logmel", "mfcc", "seed")
 NORMALIZATIONS = ("utterance", "speaker", "none")
 #: Rows of the ``seed`` stack per frame besides the MFCCs and mel bands: ZCR, 12 chroma, RMS.
@@ -65,9 +67,9 @@ class FeatureConfig:
         names = {f.name for f in fields(cls)}
         out = cls(**{k: v for k, v in dict(cfg).items() if k in names})
         if out.kind not in FEATURE_KINDS:
-            raise ValueError(f"features.kind='{out.kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
+            raise ConfigError(f"features.kind='{out.kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
         if out.normalize not in NORMALIZATIONS:
-            raise ValueError(f"features.normalize='{out.normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
+            raise ConfigError(f"features.normalize='{out.normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
         return out
 
     def to_dict(self) -> dict:
