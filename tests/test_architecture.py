@@ -6,6 +6,7 @@
 * the package has no import cycles (modules, including imports inside functions);
 * every module imports on its own, in a fresh interpreter;
 * the inference path imports neither Lightning nor W&B;
+* no test module imports another test module (shared helpers live in tests/helpers/).
 """
 
 from __future__ import annotations
@@ -159,3 +160,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("lightning
 """
     assert _fresh_imports(code) == []
 
+
+
+def test_no_test_module_imports_another_test_module():
+    wrong = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                wrong.append(f"{path.name} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                wrong += [f"{path.name} imports {a.name}" for a in node.names if a.name.startswith("tests.test_")]
+    assert not wrong, "move shared helpers into tests/helpers/:\n" + "\n".join(wrong)

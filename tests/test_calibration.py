@@ -16,8 +16,9 @@ from ser_lightning.inference.abstention import UNCERTAIN, abstain, abstention_su
 from ser_lightning.evaluation.calibration import calibration_metrics, ece_from_bins, fit_calibration, fit_temperature, nll, reliability_diagram, risk_coverage, risk_coverage_plot
 from ser_lightning.inference.calibration import TemperatureScaled, apply_temperature, checkpoint_temperature, softmax_probabilities
 from ser_lightning.inference.outputs import Prediction, SILENCE, WindowPrediction
-from tests.predict_helpers import CLASSES, trained_checkpoint
-from tests.test_predict import compose_predict, run_predict
+from tests.helpers.checkpoints import CLASSES
+from tests.helpers.checkpoints import run_predict
+from tests.helpers.configs import compose_predict
 
 
 def synthetic_scores(n: int = 600, n_classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,11 +237,6 @@ def test_min_confidence_labels_files_and_windows_uncertain_and_keeps_probabiliti
             check_min_confidence(bad)
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir):
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
-
-
 def test_predict_min_confidence_writes_uncertain_rows_with_exit_code_zero(ckpt, originals, tmp_path, capsys):
     from ser_lightning.cli.predict import run_predict as run_predict_cfg
 
@@ -281,7 +277,7 @@ def test_temperature_fitted_on_a_real_runs_validation_part_lowers_its_nll(tmp_pa
     Measured: T = 2.27, validation NLL 1.99 -> 1.76, ECE 19 % -> 9 %."""
     from ser_lightning.evaluation.ensemble import evaluate_ensemble
     from ser_lightning.training.pipeline import train
-    from tests.test_e2e import compose_train
+    from tests.helpers.configs import compose_train
 
     overrides = ["data=savee", "model=cnn1d", "features=mfcc", "logger=csv", "trainer=cpu", "trainer.max_epochs=8",
                  "data.batch_size=16", "callbacks.progress_bar.refresh_rate=0", "data.seed=3"]

@@ -105,7 +105,7 @@ def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
     features=seed, every augmentation, balanced sampling."""
     import json
 
-    from tests.test_e2e import FAST, compose_train
+    from tests.helpers.configs import FAST, compose_train
     from ser_lightning.training.pipeline import train
 
     overrides = ["data=combined", "data.reader_args.corpora=[savee,crema_d]", "model=resnet2d", "features=seed",

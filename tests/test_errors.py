@@ -5,7 +5,6 @@ traceback, even a plain ValueError."""
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,7 +15,6 @@ from ser_lightning import errors
 from ser_lightning.cli.common import user_error
 from ser_lightning.errors import ConfigError, SERUserError
 from tests.conftest import REPO
-from tests.predict_helpers import trained_checkpoint
 
 
 def test_every_user_error_derives_from_the_base_and_keeps_its_builtin_base():
@@ -41,11 +39,6 @@ def test_a_user_error_inside_hydra_instantiate_is_found_behind_the_wrapper():
 def _predict_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("predict", overrides=[*overrides, "progress=false"])
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
 
 
 def test_predict_reports_user_errors_in_one_line_and_lets_bugs_raise(ckpt, originals, monkeypatch, capsys):

@@ -14,14 +14,9 @@ from ser_lightning.data.audio import load_audio
 from ser_lightning.inference.export import WaveformClassifier, export_checkpoint, run_exported
 from ser_lightning.errors import CheckpointError
 from ser_lightning.inference.predictor import Predictor
-from tests.predict_helpers import CLASSES, run_script, trained_checkpoint
+from tests.helpers.checkpoints import CLASSES, run_script
 
 pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
 
 
 @pytest.fixture(scope="module")

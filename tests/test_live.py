@@ -22,26 +22,15 @@ from hydra import compose, initialize_config_dir
 from ser_lightning.cli.predict import run_predict
 from ser_lightning.data.audio import load_audio
 from ser_lightning.inference.outputs import SILENCE
-from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.live import SegmentEnd, SegmentStart, StreamIssue, StreamingPredictor, WindowResult
 from ser_lightning.cli.stream import run_stream
 from ser_lightning.data.vad import VoiceActivityDetector
 from tests.conftest import REPO
-from tests.predict_helpers import CLASSES, trained_checkpoint
+from tests.helpers.checkpoints import CLASSES
 
 HAS_SILERO = importlib.util.find_spec("silero_vad") is not None
 CLIPS = ["ravdess/Actor_01/03-01-01-01-01-01-01.wav", "tess/OAF_angry/OAF_bar_angry.wav", "savee/ALL/JK_n10.wav",
          "ravdess/Actor_02/03-01-05-02-01-02-02.wav"]
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
-
-
-@pytest.fixture(scope="module")
-def predictor(ckpt) -> Predictor:
-    return Predictor.from_checkpoint(ckpt, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from ser_lightning.evaluation.evaluate import evaluate_checkpoint, map_labels
 from ser_lightning.training.pipeline import train
 from ser_lightning.training.wandb_setup import read_offline_run, read_offline_table
 from tests.conftest import REPO
-from tests.test_e2e import compose_train
+from tests.helpers.configs import compose_train
 
 SAVEE_CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 

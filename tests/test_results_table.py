@@ -3,7 +3,6 @@ statistics mode with bootstrap intervals; recipes are chosen fold by fold on val
 records made before per-mode scoring still render; unrun protocols say so."""
 
 import argparse
-import importlib.util
 import json
 import shutil
 
@@ -12,19 +11,16 @@ import pytest
 
 from ser_lightning.metrics import war_uar
 from ser_lightning.evaluation.selection import nested_selection
+from ser_lightning.evaluation import results as results_module
 
 SAVEE_JOBS = ["test-DC", "test-JE", "test-JK"]
 RECIPE = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
           "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
 
 
-def load_results_script():
-    return importlib.import_module("ser_lightning.evaluation.results")
-
-
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    module = load_results_script()
+    module = results_module
     monkeypatch.setattr(module, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(module, "RESULTS_MD", tmp_path / "RESULTS.md")
     monkeypatch.setattr(module, "RECORDS_DIR", tmp_path / "records")
@@ -246,6 +242,6 @@ def test_inconsistent_per_speaker_counts_are_refused_with_the_run_named(tmp_path
 
 
 def test_protocol_command_drops_scheduling_options():
-    results = load_results_script()
+    results = results_module
     cmd = "python scripts/results.py run ravdess_kfold --model cnn1d --jobs fold2,fold3 --no-start-after 02:35 --set trainer=cpu"
     assert results.protocol_command(cmd) == "python scripts/results.py run ravdess_kfold --model cnn1d --set trainer=cpu"

@@ -21,7 +21,7 @@ from ser_lightning.data.audio import load_audio
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.training.pipeline import train
 from tests.conftest import REPO
-from tests.test_e2e import compose_train
+from tests.helpers.configs import compose_train
 
 RUN = ["data=savee", "model=cnn1d", "features=mfcc", "features.normalize=speaker", "logger=csv", "trainer=cpu",
        "trainer.max_epochs=2", "data.batch_size=16", "callbacks.progress_bar.refresh_rate=0"]

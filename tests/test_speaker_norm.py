@@ -19,7 +19,7 @@ from ser_lightning.inference.predictor import Predictor
 from ser_lightning.transforms.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 from ser_lightning.training.pipeline import train
 from tests.conftest import write_tone
-from tests.test_e2e import FAST, compose_train
+from tests.helpers.configs import FAST, compose_train
 
 
 def test_feature_stats_match_torch_over_all_frames_in_any_chunking():
@@ -237,7 +237,7 @@ def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir,
 
 def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsys):
     from ser_lightning.cli.predict import run_predict
-    from tests.test_predict import compose_predict
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     pattern = f"{data_dir}/savee/ALL/DC_a0*.flac"
@@ -255,7 +255,7 @@ def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsy
 
 def test_enrolment_recordings_give_the_speaker_statistics(speaker_run, data_dir, tmp_path, capsys):
     from ser_lightning.cli.predict import run_predict
-    from tests.test_predict import compose_predict
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     enrol = sorted((data_dir / "savee" / "ALL").glob("JK_n0*.flac"))[:8]
@@ -294,7 +294,7 @@ def test_enrolment_recordings_give_the_speaker_statistics(speaker_run, data_dir,
 def test_folder_statistics_refuse_folders_named_after_emotions(speaker_run, data_dir, capsys):
     from ser_lightning.cli.predict import run_predict
     from ser_lightning.errors import SpeakerGroupingError
-    from tests.test_predict import compose_predict
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     tess = sorted((data_dir / "tess").glob("*_*/*.flac"))[:1] + sorted((data_dir / "tess").glob("YAF_*/*.flac"))[:1]

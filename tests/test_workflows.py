@@ -26,11 +26,6 @@ TINY = ["trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_test_batches=1", "data=savee", "data.batch_size=8", "callbacks.progress_bar.refresh_rate=0"]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("waveform_cache")
-
-
 def train_cli(args: list[str], data_dir: Path, cache_dir: Path, timeout: int = 400, **kwargs):
     env = {**os.environ, "SER_DATA_DIR": str(data_dir), "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")}
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"paths.cache_dir={cache_dir}"],

@@ -278,10 +278,3 @@ class WindowSlicer:
         return Window(start, start + length, samples, energy_dbfs(samples))
 
 
-def count_windows(n_samples: int, window: int, hop: int) -> int:
-    """Windows :class:`WindowSlicer` yields for a stream of ``n_samples``."""
-    if n_samples <= 0:
-        return 0
-    if n_samples <= window:
-        return 1
-    return 1 + math.ceil((n_samples - window) / hop)

@@ -69,3 +69,7 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def run_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_script("predict.py", *args, "progress=false", cwd=cwd)
