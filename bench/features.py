@@ -11,7 +11,7 @@ normalisation, reflect padding, 80 dB range below each clip's peak, orthonormal 
 the largest difference between the two is printed, so the timings compare equal work.
 Clips: ``--clips`` TESS files, centred and cut or zero-padded to 2.5 s (the TESS clip length).
 
-Usage: python bench/features.py [--clips 256] [--batch 64] [--repeats 5] [--device cpu|cuda]
+Usage: python -m bench.features [--clips 256] [--batch 64] [--repeats 5] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import REPO, fmt_runs, header, load_avg, median, timed
+from bench.common import REPO, fmt_runs, header, load_avg, median, timed
 
 from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import load_or_decode

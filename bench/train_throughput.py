@@ -12,9 +12,9 @@ the benchmark scripts), trains ``--epochs`` epochs without validation, and repor
   the epoch's training time; and the part of it that is the device-side transform.
 
 Usage:
-  python bench/train_throughput.py [--models cnn1d cnn2d] [--epochs 4] [--workers 0]
+  python -m bench.train_throughput [--models cnn1d cnn2d] [--epochs 4] [--workers 0]
       [--channels-last] [--compile] [--device cpu|cuda] [overrides ...]
-  e.g. python bench/train_throughput.py --models cnn2d data=ravdess features=mfcc
+  e.g. python -m bench.train_throughput --models cnn2d data=ravdess features=mfcc
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from common import REPO, header, load_avg, median
+from bench.common import REPO, header, load_avg, median
 
 from ser_lightning.training.callbacks import DataWaitTimer, EpochTimer
 from ser_lightning.training.pipeline import build_datamodule, build_model
