@@ -1,43 +1,34 @@
-"""``python -m ser_lightning.cli.explore data=<corpus> [out=<folder>]``: a corpus's
-class balance, durations, speakers and example spectrograms
+"""``python -m ser_lightning.cli.explore data=<corpus> [out=<folder>]`` (or ``ser-explore``):
+a corpus's class balance, durations, speakers and example spectrograms
 (:func:`ser_lightning.data.explore.explore`)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
 
-def _main() -> None:
-    import os
-    import sys
+from ser_lightning.errors import SERUserError
 
-    import hydra
-    from omegaconf import OmegaConf
 
-    checkout = Path(__file__).resolve().parents[3]  # src/ser_lightning/cli/explore.py -> the project
-    os.environ.setdefault("PROJECT_ROOT", str(checkout if (checkout / "conf").is_dir() else Path.cwd()))
-    conf_dir = str(Path(os.environ["PROJECT_ROOT"]) / "conf")
+def run_explore(cfg: DictConfig) -> int:
+    """Explore ``cfg.data`` into ``cfg.out``; returns the exit code: 0, or 2 on a user
+    error (missing corpus, bad setting)."""
+    from ser_lightning.data.explore import explore
 
-    @hydra.main(version_base="1.3", config_path=conf_dir, config_name="explore")
-    def run(cfg) -> None:
-        from ser_lightning.cli.common import user_error
-        from ser_lightning.data.explore import explore
-
-        out = cfg.out
-        try:
-            summary = explore(OmegaConf.to_container(cfg.data, resolve=True),
-                              OmegaConf.to_container(cfg.features, resolve=True), out)
-        except Exception as exc:
-            err = user_error(exc)
-            if err is None:
-                raise
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        print(f"{summary['corpus']}: {summary['usable']} of {summary['files']} files, classes {summary['classes']}")
-        print(f"wrote {len(list(Path(out).glob('*.png')))} PNGs and summary.json into {out}")
-
-    run()
+    out = cfg.out
+    try:
+        summary = explore(OmegaConf.to_container(cfg.data, resolve=True), OmegaConf.to_container(cfg.features, resolve=True), out)
+    except SERUserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{summary['corpus']}: {summary['usable']} of {summary['files']} files, classes {summary['classes']}")
+    print(f"wrote {len(list(Path(out).glob('*.png')))} PNGs and summary.json into {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    _main()
+    from ser_lightning.cli.common import exit_with, hydra_app
+
+    exit_with(hydra_app("explore", run_explore))
