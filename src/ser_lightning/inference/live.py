@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,9 @@ class SegmentStart:
 
 
 @dataclass
-class WindowResult:
-    """One classified (or silent) analysis window.
+class WindowResult(WindowPrediction):
+    """One classified (or silent) analysis window: a :class:`WindowPrediction` (the row of
+    predict.py's timeline) with the VAD segment it belongs to.
 
     Attributes:
         start, end: seconds from the beginning of the stream (``end`` is the segment's
@@ -57,12 +58,6 @@ class WindowResult:
         segment: index of the VAD speech segment holding it (``None`` without VAD).
     """
 
-    start: float
-    end: float
-    energy_dbfs: float
-    label: str = SILENCE
-    confidence: float | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
     segment: int | None = None
 
     def as_window_prediction(self) -> WindowPrediction:
