@@ -245,3 +245,20 @@ def test_protocol_command_drops_scheduling_options():
     results = results_module
     cmd = "python scripts/results.py run ravdess_kfold --model cnn1d --jobs fold2,fold3 --no-start-after 02:35 --set trainer=cpu"
     assert results.protocol_command(cmd) == "python scripts/results.py run ravdess_kfold --model cnn1d --set trainer=cpu"
+
+
+def test_the_protocols_are_conf_protocol_yaml_files_in_table_order(tmp_path):
+    from ser_lightning.evaluation.results import PROTOCOLS, load_protocols
+
+    assert list(PROTOCOLS) == ["ravdess_kfold", "tess_random", "tess_cross", "savee_loso", "combined"]  # docs/RESULTS.md's order
+    assert PROTOCOLS["savee_loso"].target == ("uar", 0.55) and list(PROTOCOLS["savee_loso"].jobs) == SAVEE_JOBS
+    spec = "corpus: X\nheld_out: none\noverrides: [data=tess]\njobs: {seed0: [seed=0]}\ntarget: {metric: war, value: 0.9}\n"
+    (tmp_path / "a.yaml").write_text("order: 1\n" + spec)
+    (tmp_path / "b.yaml").write_text("order: 0\n" + spec.replace("target: {metric: war, value: 0.9}", "target: null"))
+    loaded = load_protocols(tmp_path)
+    assert list(loaded) == ["b", "a"] and loaded["a"].target == ("war", 0.9) and loaded["b"].target is None
+    (tmp_path / "c.yaml").write_text("order: 2\nrecipe: cnn2d\n" + spec)
+    with pytest.raises(TypeError):  # an unknown field is an error, not silently ignored
+        load_protocols(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_protocols(tmp_path / "nowhere")

@@ -1,4 +1,5 @@
-"""The results protocols (:data:`PROTOCOLS`), run records and docs/RESULTS.md's table.
+"""The results protocols (:data:`PROTOCOLS`, read from conf/protocol/), run records and
+docs/RESULTS.md's table.
 
 Run through ``scripts/results.py``, which has three sub-commands:
 
@@ -92,53 +93,32 @@ class Protocol:
     notes: list[str] = field(default_factory=list)
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "ravdess_kfold": Protocol(
-        corpus="RAVDESS speech, 8 classes",
-        held_out="speaker-independent 5-fold over actors: each fold tests on 4 actors, validates on 4 others, trains on 12",
-        overrides=["data=ravdess", "data.split=kfold", "data.num_folds=5"],
-        jobs={f"fold{k}": [f"data.fold={k}"] for k in range(5)},
-        target=("uar", 0.65),
-        notes=["The shared copy holds actors 01-20 (not 24).",
-               "The seed recipes (-seed1, -seed2: `seed=<n> data.seed=42`, so the split is that of seed 42) and their "
-               "ensemble (-3seeds) were run after the single-model recipes above them had been tested; the verdict "
-               "still follows validation UAR alone."],
-    ),
-    "tess_random": Protocol(
-        corpus="TESS, 7 classes",
-        held_out="none (stratified random split of utterances, 70/15/15; both speakers in every part)",
-        overrides=["data=tess", "data.split=random"],
-        jobs={f"seed{s}": [f"seed={s}"] for s in range(3)},
-        target=("war", 0.995),
-    ),
-    "tess_cross": Protocol(
-        corpus="TESS, 7 classes",
-        held_out="cross-speaker: train on one speaker (15% of its utterances for validation), test on the other",
-        overrides=["data=tess", "data.split=cross"],
-        jobs={
-            "OAF-to-YAF": ["data.train_speakers=[OAF]", "data.test_speakers=[YAF]"],
-            "YAF-to-OAF": ["data.train_speakers=[YAF]", "data.test_speakers=[OAF]"],
-        },
-    ),
-    "savee_loso": Protocol(
-        corpus="SAVEE, 7 classes",
-        held_out="leave-one-speaker-out: test on 1 speaker, train on the other 2 (15% of their utterances for validation)",
-        overrides=["data=savee", "data.split=cross"],
-        jobs={f"test-{s}": [f"data.test_speakers=[{s}]"] for s in ("DC", "JE", "JK")},
-        target=("uar", 0.55),
-        notes=["The shared copy holds speakers DC, JE, JK (not KL). With 3 speakers, a separate validation "
-               "speaker (data.split=loso) would leave 1 speaker to train on, so validation is a stratified "
-               "15% of the 2 training speakers' utterances (data.split=cross); the test speaker is never seen."],
-    ),
-    "combined": Protocol(
-        corpus="TESS + RAVDESS + SAVEE + CREMA-D (calm dropped)",
-        held_out="each corpus split by speaker on its own; 2-speaker corpora (TESS, the CREMA-D sample) test on one speaker",
-        overrides=["data=combined"],
-        jobs={f"seed{s}": [f"seed={s}"] for s in range(3)},
-        notes=["Test metrics per corpus are in the per-corpus table above; the overall figures are dominated by "
-               "TESS, which has the most test utterances."],
-    ),
-}
+#: Where the protocols are written: one YAML file per protocol (``conf/protocol/<name>.yaml``).
+PROTOCOL_DIR = REPO / "conf" / "protocol"
+
+
+def load_protocols(folder: Path = PROTOCOL_DIR) -> dict[str, Protocol]:
+    """The protocols of ``folder`` (``<name>.yaml``: corpus, held_out, overrides, jobs,
+    target ``{metric, value}`` or null, notes, and ``order``, their place in the table),
+    in table order.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no protocol.
+        KeyError, TypeError: a file lacks a field or has an unknown one.
+    """
+    import yaml
+
+    found = []
+    for path in sorted(Path(folder).glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        order, target = spec.pop("order"), spec.pop("target", None)
+        found.append((order, path.stem, Protocol(**spec, target=None if target is None else (target["metric"], float(target["value"])))))
+    if not found:
+        raise FileNotFoundError(f"no results protocol (*.yaml) in {folder}")
+    return {name: proto for _, name, proto in sorted(found, key=lambda item: item[0])}
+
+
+PROTOCOLS: dict[str, Protocol] = load_protocols()
 
 
 def recipe_tag(model: str, features: str, extra: list[str]) -> str:
