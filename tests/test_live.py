@@ -194,7 +194,7 @@ def test_stream_py_ctrl_c_flushes_the_timeline(ckpt, conversation, tmp_path):
 
 
 class FakeSoundDevice(types.ModuleType):
-    """The parts of sounddevice stream_cli uses, over a list of fake devices; the input
+    """The parts of sounddevice cli/stream.py uses, over a list of fake devices; the input
     stream delivers ``audio`` from a thread, then stops (a device unplugged)."""
 
     class PortAudioError(Exception):
