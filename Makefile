@@ -4,7 +4,7 @@
 #                the default model (cnn2d on TESS)
 #   make test    creates .venv on first use, then runs the test suite (never downloads)
 # Extra Hydra overrides: make train ARGS="model=cnn1d data=ravdess"
-# Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.download)
+# Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.cli.download)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,14 +41,14 @@ venv: $(VENV)/.installed
 
 train: $(VENV)/.installed
 ifeq ($(filter-out data=tess,$(filter data=% data.root=% paths.data_dir=% experiment=%,$(ARGS))),)
-	@test -d "$(DATA_ROOT)/tess" || $(PY) -m ser_lightning.download tess implicit=true root="$(DATA_ROOT)"
+	@test -d "$(DATA_ROOT)/tess" || $(PY) -m ser_lightning.cli.download tess implicit=true root="$(DATA_ROOT)"
 endif
 	$(PY) train.py $(ARGS)
 
 data: $(VENV)/.installed
 	@test -n "$(CORPUS)" || { echo "usage: make data CORPUS=<ravdess|tess|crema_d|emodb|savee> [ARGS='accept_licence=true']"; \
-	  $(PY) -m ser_lightning.download --list; exit 1; }
-	$(PY) -m ser_lightning.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
+	  $(PY) -m ser_lightning.cli.download --list; exit 1; }
+	$(PY) -m ser_lightning.cli.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

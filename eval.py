@@ -18,7 +18,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from ser_lightning.cli import run_eval
+    from ser_lightning.cli.eval import run_eval
 
     code = run_eval(cfg)
     if code:

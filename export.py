@@ -17,7 +17,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from ser_lightning.cli import run_export
+    from ser_lightning.cli.export import run_export
 
     raise SystemExit(run_export(cfg))
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from ser_lightning.cli import run_predict
+    from ser_lightning.cli.predict import run_predict
 
     raise SystemExit(run_predict(cfg))
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="stream")
 def main(cfg: DictConfig) -> None:
-    from ser_lightning.stream_cli import run_stream
+    from ser_lightning.cli.stream import run_stream
 
     raise SystemExit(run_stream(cfg))
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from ser_lightning.cli import run_train
+    from ser_lightning.cli.train import run_train
 
     return run_train(cfg)
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "src") not in sys.path:  # run as `python bench/<name>.py` from a checkout
-    sys.path.insert(0, str(REPO / "src"))
 
 
 def cpu_model() -> str:
@@ -66,7 +64,7 @@ def machine() -> str:
 
 def command() -> str:
     """The command line that ran this script (for the report)."""
-    return "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+    return " ".join(["python -m bench." + Path(sys.argv[0]).stem, *sys.argv[1:]])
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -3,7 +3,7 @@
 - librosa, the usual way: per clip ``librosa.feature.melspectrogram`` -> ``power_to_db``
   and the MFCC from a second STFT and mel spectrogram, as ``librosa.feature.mfcc(y=...)``
   computes it; also librosa sharing the STFT (``mfcc(S=log-mel)``), its fastest use.
-- ours: the batched torchaudio front-end of :class:`ser_lightning.features.FeatureExtractor`,
+- ours: the batched torchaudio front-end of :class:`ser_lightning.transforms.features.FeatureExtractor`,
   one STFT for both features (MFCC = DCT-II of the log-mel bands), on ``--device``.
 
 librosa is set up to compute the same features (HTK mel scale without filter
@@ -11,7 +11,7 @@ normalisation, reflect padding, 80 dB range below each clip's peak, orthonormal 
 the largest difference between the two is printed, so the timings compare equal work.
 Clips: ``--clips`` TESS files, centred and cut or zero-padded to 2.5 s (the TESS clip length).
 
-Usage: python bench/features.py [--clips 256] [--batch 64] [--repeats 5] [--device cpu|cuda]
+Usage: python -m bench.features [--clips 256] [--batch 64] [--repeats 5] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import REPO, fmt_runs, header, load_avg, median, timed
+from bench.common import REPO, fmt_runs, header, load_avg, median, timed
 
 from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import load_or_decode
 from ser_lightning.data.corpora import read_corpus
-from ser_lightning.features import FeatureConfig, FeatureExtractor, power_to_db
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor, power_to_db
 
 SR, N_FFT, HOP, N_MELS, N_MFCC, TOP_DB = 16000, 400, 160, 64, 40, 80.0
 

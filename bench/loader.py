@@ -8,7 +8,7 @@ Compares, on the same cached waveforms and the same sampler:
   (``torch.stack`` of the clips): the usual map-style dataset, and this project's
   loader before the change.
 
-Usage: python bench/loader.py [--repeats 5] [overrides ...]   (default: TESS, batch 32)
+Usage: python -m bench.loader [--repeats 5] [overrides ...]   (default: TESS, batch 32)
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from common import header, load_avg, median
-from train_throughput import compose_cfg
+from bench.common import header, load_avg, median
+from bench.train_throughput import compose_cfg
 
-from ser_lightning.training import build_datamodule
+from ser_lightning.training.pipeline import build_datamodule
 
 
 class PerItem(Dataset):

@@ -6,7 +6,7 @@ checkpoint, write the report) as a child process, twice: with an empty cache fol
 (the first run decodes the corpus) and again with the filled cache. The peak RSS of each
 child comes from ``wait4`` (Linux ``ru_maxrss``, as ``/usr/bin/time -v`` reports it).
 
-Usage: python bench/memory.py [--epochs 2] [overrides ...]   (default: data=tess model=cnn2d)
+Usage: python -m bench.memory [--epochs 2] [overrides ...]   (default: data=tess model=cnn2d)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, header, load_avg
+from bench.common import REPO, header, load_avg
 
 
 def run_train(overrides: list[str], out: Path, cache: Path) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 batch of features, comparing memory formats / torch.compile in the same process
 (variants interleaved, so machine load hits them alike).
 
-Usage: python bench/model_step.py [--model cnn2d] [--batch 32] [--repeats 7] [--steps 5] [--compile]
+Usage: python -m bench.model_step [--model cnn2d] [--batch 32] [--repeats 7] [--steps 5] [--compile]
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import copy
 
 import torch
 
-from common import header, load_avg, median, timed
+from bench.common import header, load_avg, median, timed
 
-from ser_lightning.models import build_backbone
+from ser_lightning.models.backbones import build_backbone
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Prediction speed on CPU: 3-s clip latency, a folder of 1000 clips, a 1-hour recording.
 
-    nice -n 10 python bench/predict_bench.py [--ckpt best.ckpt] [--data /work/shared/data] [--repeats 3]
+    nice -n 10 python -m bench.predict_bench [--ckpt best.ckpt] [--data /work/shared/data] [--repeats 3]
 
 Without ``--ckpt`` the model is the default ``model=cnn2d`` (conf/model/cnn2d.yaml) with
 the default ``features=logmel`` front-end and 7 classes, freshly initialised: speed does
@@ -40,14 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-import torch  # noqa: E402
-
-from ser_lightning.data.audio import fit_length, load_audio  # noqa: E402
-from ser_lightning.inference import Predictor  # noqa: E402
+from bench.common import REPO
+from ser_lightning.data.audio import fit_length, load_audio
+from ser_lightning.inference.predictor import Predictor
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
@@ -56,7 +53,7 @@ def default_checkpoint(path: Path) -> Path:
     """The default cnn2d + log-mel model of conf/, untrained, saved like train.py does."""
     from omegaconf import OmegaConf
 
-    from ser_lightning.features import FeatureConfig
+    from ser_lightning.transforms.features import FeatureConfig
     from ser_lightning.models.module import SERModule
 
     model_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "cnn2d.yaml"))
@@ -97,7 +94,7 @@ def bench_latency(ckpt: Path, data: Path, tmp: Path, calls: int, onnx: bool) -> 
     if onnx:
         import onnxruntime as ort
 
-        from ser_lightning.export import export_checkpoint
+        from ser_lightning.inference.export import export_checkpoint
 
         model = export_checkpoint(ckpt, "onnx", tmp / "model.onnx").path
         options = ort.SessionOptions()
@@ -154,10 +151,8 @@ LONG_CHILD = """
 import json, sys, time
 import torch
 torch.set_num_threads({threads})
-sys.path.insert(0, {src!r})
-sys.path.insert(0, {bench!r})
-from predict_bench import peak_rss_mb
-from ser_lightning.inference import Predictor
+from bench.predict_bench import peak_rss_mb
+from ser_lightning.inference.predictor import Predictor
 predictor = Predictor.from_checkpoint({ckpt!r}, device="cpu")
 predictor.predict([{warm!r}])
 rss_before, _ = peak_rss_mb()
@@ -182,9 +177,9 @@ def bench_long(ckpt: Path, data: Path, tmp: Path, repeats: int) -> dict:
         runs = []
         for _ in range(repeats if minutes == 60 else 1):
             before = load()
-            code = LONG_CHILD.format(src=str(REPO / "src"), bench=str(Path(__file__).parent), ckpt=str(ckpt), warm=str(warm), path=str(path),
+            code = LONG_CHILD.format(ckpt=str(ckpt), warm=str(warm), path=str(path),
                                threads=threads)
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)  # bench importable
             runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "load_before": before, "load_after": load()})
         median = statistics.median(r["seconds"] for r in runs)
         cpu = statistics.median(r["cpu_seconds"] for r in runs)

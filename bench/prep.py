@@ -9,7 +9,7 @@ stereo) from the shared 16 kHz FLAC copies, then times on the same files in the 
 - the waveform cache: ``load_or_decode`` on a filled cache (every later epoch and run),
   reading every sample once so that nothing is left lazy.
 
-Usage: python bench/prep.py [--tess 400] [--ravdess 240] [--repeats 3]
+Usage: python -m bench.prep [--tess 400] [--ravdess 240] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from common import REPO, fmt_runs, header, load_avg, median, timed  # noqa: F401
+from bench.common import REPO, fmt_runs, header, load_avg, median, timed  # noqa: F401
 
 from ser_lightning.data.cache import decode_files, load_or_decode
 from ser_lightning.data.corpora import read_corpus

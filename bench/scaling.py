@@ -5,7 +5,7 @@ validation and test unchanged). Linear scaling means a constant time per clip.
 Each fraction trains ``--epochs`` epochs (no validation); the first is warm-up, the
 figure is the median of the others.
 
-Usage: python bench/scaling.py [--model cnn1d] [--fractions 0.25 0.5 1.0] [--epochs 4] [overrides ...]
+Usage: python -m bench.scaling [--model cnn1d] [--fractions 0.25 0.5 1.0] [--epochs 4] [overrides ...]
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from common import header, load_avg, median
-from train_throughput import run
+from bench.common import header, load_avg, median
+from bench.train_throughput import run
 
 
 def main() -> None:

@@ -1,25 +1,22 @@
 """The quietest analysis window of real speech: where the silence threshold must stay below.
 
-    python bench/silence_floor.py [--data /work/shared/data]
+    python -m bench.silence_floor [--data /work/shared/data]
 
 Cuts every file of the shared TESS, RAVDESS, SAVEE and CREMA-D copies into the windows
 ``Predictor`` uses (3 s every 1.5 s at 16 kHz; one window for a shorter file) and prints
-the lowest window energies in dBFS (:func:`ser_lightning.streaming.energy_dbfs`).
+the lowest window energies in dBFS (:func:`ser_lightning.data.streaming.energy_dbfs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from ser_lightning.data.audio import load_audio  # noqa: E402
-from ser_lightning.data.corpora import list_audio_files  # noqa: E402
-from ser_lightning.streaming import WindowSlicer  # noqa: E402
+from bench.common import REPO
+from ser_lightning.data.audio import load_audio
+from ser_lightning.data.corpora import list_audio_files
+from ser_lightning.data.streaming import WindowSlicer
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Live prediction cost on CPU: label latency after speech ends, per-window compute, RTF.
 
-    nice -n 10 python bench/stream_latency.py [--ckpt best.ckpt] [--data /work/shared/data] [--clips 20] [--repeats 3]
+    nice -n 10 python -m bench.stream_latency [--ckpt best.ckpt] [--data /work/shared/data] [--clips 20] [--repeats 3]
 
 The stream is a "conversation" of ``--clips`` real RAVDESS takes (16 kHz FLAC, each with
 its own ~1 s lead-in) separated by 1.5 s of digital silence, upsampled to 48 kHz (a
 typical microphone rate, so the streaming resampler is part of the cost), pushed into
-:class:`ser_lightning.live.StreamingPredictor` in 32-ms chunks, as a sound card
+:class:`ser_lightning.inference.live.StreamingPredictor` in 32-ms chunks, as a sound card
 delivers them. Without ``--ckpt`` the model is the default ``model=cnn2d`` + log-mel,
 untrained (speed does not depend on the weights); one PyTorch thread.
 
@@ -26,26 +26,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import soxr
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "bench"))
+from bench.common import REPO, header
+from bench.predict_bench import default_checkpoint
 
-import soxr  # noqa: E402
-import torch  # noqa: E402
-from common import header  # noqa: E402
-from predict_bench import default_checkpoint  # noqa: E402
-
-from ser_lightning.data.audio import load_audio  # noqa: E402
-from ser_lightning.inference import Predictor  # noqa: E402
-from ser_lightning.live import SegmentEnd, StreamingPredictor  # noqa: E402
-from ser_lightning.vad import build_vad  # noqa: E402
+from ser_lightning.data.audio import load_audio
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.inference.live import SegmentEnd, StreamingPredictor
+from ser_lightning.data.vad import build_vad
 
 RATE = 48000
 CHUNK = int(0.032 * RATE)

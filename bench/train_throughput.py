@@ -7,14 +7,14 @@ the benchmark scripts), trains ``--epochs`` epochs without validation, and repor
 
 - clips/s of each epoch after the first (training clips / epoch seconds; the first epoch
   also pays for warm-up and, on a cold cache, for decoding);
-- the data-wait share (:class:`ser_lightning.callbacks.DataWaitTimer`): time between
+- the data-wait share (:class:`ser_lightning.training.callbacks.DataWaitTimer`): time between
   training steps (DataLoader, host->device copy, device-side augmentation + features) over
   the epoch's training time; and the part of it that is the device-side transform.
 
 Usage:
-  python bench/train_throughput.py [--models cnn1d cnn2d] [--epochs 4] [--workers 0]
+  python -m bench.train_throughput [--models cnn1d cnn2d] [--epochs 4] [--workers 0]
       [--channels-last] [--compile] [--device cpu|cuda] [overrides ...]
-  e.g. python bench/train_throughput.py --models cnn2d data=ravdess features=mfcc
+  e.g. python -m bench.train_throughput --models cnn2d data=ravdess features=mfcc
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from common import REPO, header, load_avg, median
+from bench.common import REPO, header, load_avg, median
 
-from ser_lightning.callbacks import DataWaitTimer, EpochTimer
-from ser_lightning.training import build_datamodule, build_model
+from ser_lightning.training.callbacks import DataWaitTimer, EpochTimer
+from ser_lightning.training.pipeline import build_datamodule, build_model
 
 
 def compose_cfg(overrides: list[str], out: Path):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ser_lightning.features import FeatureConfig
-from ser_lightning.models import BACKBONES, build_backbone
+from ser_lightning.transforms.features import FeatureConfig
+from ser_lightning.models.backbones import BACKBONES, build_backbone
 
 FEATURE_SETS = {
     "logmel": FeatureConfig(kind="logmel"),

@@ -55,3 +55,26 @@ def corrupt_middle(src: Path, dst: Path, start: float = 0.4, end: float = 0.6, s
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(bytes(data))
     return dst
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory, data_dir) -> Path:
+    """A small trained cnn2d checkpoint in train.py's layout (tests/helpers/checkpoints.py),
+    trained once per session."""
+    from tests.helpers.checkpoints import trained_checkpoint  # imports Lightning: only for the tests that use it
+
+    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
+
+
+@pytest.fixture(scope="module")
+def predictor(ckpt):
+    """A CPU :class:`~ser_lightning.inference.predictor.Predictor` of :func:`ckpt` (one per test module)."""
+    from ser_lightning.inference.predictor import Predictor
+
+    return Predictor.from_checkpoint(ckpt, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A waveform cache shared by the trainings of one test module."""
+    return tmp_path_factory.mktemp("waveform_cache")

@@ -9,7 +9,7 @@ import statistics
 import pytest
 import yaml
 
-from ser_lightning.aggregate import aggregate, main
+from ser_lightning.evaluation.aggregate import aggregate, main
 
 
 def make_job(root, num, overrides, metrics=None):

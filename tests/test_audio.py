@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_lightning.data.audio import AudioDecodeError, fit_length, load_audio, to_mono_resampled
+from ser_lightning.data.audio import fit_length, load_audio, to_mono_resampled
+from ser_lightning.errors import AudioDecodeError
 from ser_lightning.data.cache import cache_key, decode_files, load_or_decode
-from ser_lightning.streaming import AudioStream
+from ser_lightning.data.streaming import AudioStream
 from tests.conftest import corrupt_middle, write_tone
 
 

@@ -6,15 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ser_lightning.augment import (
-    TARGET_AUGMENTS,
-    WAVEFORM_AUGMENTS,
-    Mixup,
-    PitchShift,
-    SpeedPerturb,
-    TimeShift,
-    build_chain,
-)
+from ser_lightning.transforms.augment import Mixup, PitchShift, SpeedPerturb, TARGET_AUGMENTS, TimeShift, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.datamodule import SERDataModule
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -131,7 +123,7 @@ def test_augmentation_only_while_training():
 def test_strong_config_builds_every_augmentation():
     from omegaconf import OmegaConf
 
-    from ser_lightning.augment import SPECTROGRAM_AUGMENTS, SpecAugment
+    from ser_lightning.transforms.augment import SPECTROGRAM_AUGMENTS, SpecAugment
     from tests.conftest import REPO
 
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "augment" / "strong.yaml"))

@@ -12,20 +12,15 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from ser_lightning.cross_corpus import evaluate_checkpoint
+from ser_lightning.evaluation.evaluate import evaluate_checkpoint
 from ser_lightning.data.datamodule import SERDataModule
 from tests.conftest import corrupt_middle
-from tests.predict_helpers import CLASSES, run_script, trained_checkpoint
+from tests.helpers.checkpoints import CLASSES, run_script
 
 #: SAVEE files copied per speaker (angry, happy, neutral, sad: the test model's classes).
 NAMES = ("a01", "a02", "a03", "h01", "h02", "n01", "n02", "sa01", "sa02")
 SPEAKERS = ("DC", "JE", "JK")
 BAD = "JK_h02.flac"
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
 
 
 @pytest.fixture(scope="module")

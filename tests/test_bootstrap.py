@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_lightning.bootstrap import hierarchical_bootstrap_ci
-from ser_lightning.class_report import confusion_scores, macro_f1, per_class_metrics, war_uar, war_uar_many
+from ser_lightning.evaluation.bootstrap import hierarchical_bootstrap_ci
+from ser_lightning.metrics import confusion_scores, macro_f1, per_class_metrics, war_uar, war_uar_many
 
 # 3 classes; speaker A is good at everything, speaker B only at class 0
 A = [[4, 0, 0], [0, 4, 0], [1, 0, 3]]

@@ -12,24 +12,13 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from ser_lightning.abstention import UNCERTAIN, abstain, abstention_summary, apply_min_confidence, check_min_confidence
-from ser_lightning.calibration import (
-    TemperatureScaled,
-    apply_temperature,
-    calibration_metrics,
-    checkpoint_temperature,
-    ece_from_bins,
-    fit_calibration,
-    fit_temperature,
-    nll,
-    reliability_diagram,
-    risk_coverage,
-    risk_coverage_plot,
-    softmax_probabilities,
-)
-from ser_lightning.inference import SILENCE, Prediction, WindowPrediction
-from tests.predict_helpers import CLASSES, trained_checkpoint
-from tests.test_predict import compose_predict, run_predict
+from ser_lightning.inference.abstention import UNCERTAIN, abstain, abstention_summary, apply_min_confidence, check_min_confidence
+from ser_lightning.evaluation.calibration import calibration_metrics, ece_from_bins, fit_calibration, fit_temperature, nll, reliability_diagram, risk_coverage, risk_coverage_plot
+from ser_lightning.inference.calibration import TemperatureScaled, apply_temperature, checkpoint_temperature, softmax_probabilities
+from ser_lightning.inference.outputs import Prediction, SILENCE, WindowPrediction
+from tests.helpers.checkpoints import CLASSES
+from tests.helpers.checkpoints import run_predict
+from tests.helpers.configs import compose_predict
 
 
 def synthetic_scores(n: int = 600, n_classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,13 +237,8 @@ def test_min_confidence_labels_files_and_windows_uncertain_and_keeps_probabiliti
             check_min_confidence(bad)
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir):
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
-
-
 def test_predict_min_confidence_writes_uncertain_rows_with_exit_code_zero(ckpt, originals, tmp_path, capsys):
-    from ser_lightning.cli import run_predict as run_predict_cfg
+    from ser_lightning.cli.predict import run_predict as run_predict_cfg
 
     inputs = f"{originals}/savee/ALL/*.wav"
     out = tmp_path / "p.csv"
@@ -289,12 +273,13 @@ def test_predict_min_confidence_writes_uncertain_rows_with_exit_code_zero(ckpt, 
 
 def test_train_calibrates_the_best_checkpoint_on_validation(tmp_path, data_dir):
     """A small SAVEE run through train.py: the temperature is fitted on the validation
-    part's window logits, lowers the validation NLL, is stored in the best checkpoint (so
-    every scoring path applies it), and the reports and figures say what it did."""
-    from ser_lightning.ensemble import evaluate_ensemble
-    from ser_lightning.inference import Predictor
-    from ser_lightning.training import train
-    from tests.test_e2e import compose_train
+    part's files (their mean window probabilities), lowers the validation NLL, is stored in
+    the best checkpoint (so every scoring path applies it), and the reports and figures say
+    what it did."""
+    from ser_lightning.evaluation.ensemble import evaluate_ensemble
+    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.training.pipeline import train
+    from tests.helpers.configs import compose_train
 
     overrides = ["data=savee", "model=cnn1d", "features=mfcc", "logger=csv", "trainer=cpu", "trainer.max_epochs=8",
                  "data.batch_size=16", "callbacks.progress_bar.refresh_rate=0", "data.seed=3"]

@@ -10,7 +10,7 @@ import torch
 from ser_lightning.data.corpora import read_combined
 from ser_lightning.data.datamodule import SERDataModule
 from ser_lightning.data.splits import cross_speaker_split, make_split
-from ser_lightning.scoring import ScoredPart, by_group
+from ser_lightning.evaluation.scoring import ScoredPart, by_group
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,8 @@ def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
     features=seed, every augmentation, balanced sampling."""
     import json
 
-    from tests.test_e2e import FAST, compose_train
-    from ser_lightning.training import train
+    from tests.helpers.configs import FAST, compose_train
+    from ser_lightning.training.pipeline import train
 
     overrides = ["data=combined", "data.reader_args.corpora=[savee,crema_d]", "model=resnet2d", "features=seed",
                  "augment=strong", "data.sampler=balanced", "logger=csv",
@@ -120,7 +120,7 @@ def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
     assert per_corpus["crema_d"]["n"] == 6  # one of the sample's two actors, 6 files each
     assert report["split"].startswith("speaker-per-corpus")
     # The checkpoint alone rebuilds the seed front-end and the resnet2d backbone.
-    from ser_lightning.inference import Predictor
+    from ser_lightning.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(str(tmp_path / "run" / "checkpoints" / "best.ckpt"))
     (prediction,) = predictor.predict([str(data_dir / "savee" / "ALL" / "DC_a01.flac")])

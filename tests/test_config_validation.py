@@ -7,7 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
-from ser_lightning.config_validation import ConfigError, resume_checkpoint, validate_config
+from ser_lightning.errors import ConfigError
+from ser_lightning.training.config_validation import resume_checkpoint, validate_config
 from tests.conftest import REPO
 
 

@@ -3,19 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ser_lightning.data.corpora import (
-    CorpusNotFoundError,
-    UnknownLabelError,
-    load_manifest_rows,
-    read_corpus,
-    read_crema_d,
-    read_emodb,
-    read_manifest,
-    read_ravdess,
-    read_savee,
-    read_tess,
-    write_manifest,
-)
+from ser_lightning.data.corpora import load_manifest_rows, read_corpus, read_crema_d, read_emodb, read_manifest, read_ravdess, read_savee, read_tess, write_manifest
+from ser_lightning.errors import CorpusNotFoundError, UnknownLabelError
 from tests.conftest import write_tone
 
 

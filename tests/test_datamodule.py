@@ -3,7 +3,8 @@ import csv
 import pytest
 import torch
 
-from ser_lightning.data.datamodule import DataQualityError, SERDataModule
+from ser_lightning.data.datamodule import SERDataModule
+from ser_lightning.errors import DataQualityError
 from tests.conftest import write_tone
 
 

@@ -1,4 +1,4 @@
-"""python -m ser_lightning.download against a real HTTP server on 127.0.0.1 (no internet).
+"""python -m ser_lightning.cli.download against a real HTTP server on 127.0.0.1 (no internet).
 
 The server (http.server in a thread, bound to the loopback) serves archives and files
 built at test time from a few real recordings of the shared corpora, supports
@@ -25,7 +25,7 @@ import yaml
 from conftest import write_tone
 from ser_lightning.data import download as dl
 from ser_lightning.data.corpora import DEFAULT_CORPUS_FOLDERS, read_corpus
-from ser_lightning.download import main as cli_main
+from ser_lightning.cli.download import main as cli_main
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -11,30 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 
-from ser_lightning.training import train
-from ser_lightning.wandb_setup import read_offline_run
+from ser_lightning.training.pipeline import train
+from ser_lightning.training.wandb_setup import read_offline_run
 from tests.conftest import REPO, write_tone
-
-FAST = ["trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
-        "+trainer.limit_test_batches=2", "data.batch_size=16", "callbacks.progress_bar.refresh_rate=0"]
-
-
-def compose_train(overrides: list[str], output_dir: Path, data_dir: Path, cache_dir: Path):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.data_dir = str(data_dir)
-        cfg.paths.cache_dir = str(cache_dir)
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("waveform_cache")
+from tests.helpers.configs import FAST, compose_train
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Ensembles of trained runs (ser_lightning.ensemble, ``results.py ensemble``): an ensemble
+"""Ensembles of trained runs (ser_lightning.evaluation.ensemble, ``results.py ensemble``): an ensemble
 of one run reproduces the run's own validation and test scores, a larger one averages its
 members' probabilities, and runs of different splits are refused."""
 
@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from ser_lightning.ensemble import EnsembleError, ensemble_metrics, evaluate_ensemble
-from ser_lightning.inference import CheckpointError, Predictor
-from ser_lightning.training import train
+from ser_lightning.errors import EnsembleError
+from ser_lightning.evaluation.ensemble import ensemble_metrics, evaluate_ensemble
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.training.pipeline import train
+from ser_lightning.evaluation import results as results_module
 from tests.conftest import REPO
-from tests.test_e2e import compose_train
-from tests.test_results_table import load_results_script
+from tests.helpers.configs import compose_train
 
 # Speaker-normalised MFCC, so members are scored with their speakers' statistics, as in training.
 TINY = ["data=savee", "model=cnn1d", "features=mfcc", "features.normalize=speaker", "logger=csv", "trainer=cpu",
@@ -82,7 +84,7 @@ def test_runs_of_different_splits_or_without_a_checkpoint_are_refused(two_seeds,
 
 
 def test_results_ensemble_writes_a_recipe_that_validation_can_choose(two_seeds, tmp_path, monkeypatch):
-    results = load_results_script()
+    results = results_module
     monkeypatch.setattr(results, "REPO", tmp_path)
     monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "outputs" / "results")
     monkeypatch.setattr(results, "RESULTS_MD", tmp_path / "RESULTS.md")

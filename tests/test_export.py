@@ -11,16 +11,12 @@ import pytest
 import torch
 
 from ser_lightning.data.audio import load_audio
-from ser_lightning.export import WaveformClassifier, export_checkpoint, run_exported
-from ser_lightning.inference import CheckpointError, Predictor
-from tests.predict_helpers import CLASSES, run_script, trained_checkpoint
+from ser_lightning.inference.export import WaveformClassifier, export_checkpoint, run_exported
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.predictor import Predictor
+from tests.helpers.checkpoints import CLASSES, run_script
 
 pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +82,8 @@ def test_export_refuses_bad_requests(ckpt, tmp_path):
 
 @pytest.mark.parametrize("settings", [{}, {"kind": "mfcc"}, {"win_length": 320, "n_fft": 512}])
 def test_conv_spectrogram_of_the_onnx_export_equals_torch_stft(settings, real_batches):
-    from ser_lightning.export import onnx_friendly
-    from ser_lightning.features import FeatureConfig, FeatureExtractor
+    from ser_lightning.inference.export import onnx_friendly
+    from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
 
     features = FeatureExtractor(FeatureConfig(**settings))
     exported = onnx_friendly(features)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ser_lightning.augment import AdditiveNoise, RandomGain, SpecAugment, build_chain, SPECTROGRAM_AUGMENTS, WAVEFORM_AUGMENTS
-from ser_lightning.features import FeatureConfig, FeatureExtractor
+from ser_lightning.transforms.augment import AdditiveNoise, RandomGain, SPECTROGRAM_AUGMENTS, SpecAugment, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
 
 
 @pytest.mark.parametrize("kind,dim", [("logmel", 64), ("mfcc", 40)])

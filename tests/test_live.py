@@ -19,28 +19,18 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from ser_lightning.cli import run_predict
+from ser_lightning.cli.predict import run_predict
 from ser_lightning.data.audio import load_audio
-from ser_lightning.inference import SILENCE, Predictor
-from ser_lightning.live import SegmentEnd, SegmentStart, StreamingPredictor, StreamIssue, WindowResult
-from ser_lightning.stream_cli import run_stream
-from ser_lightning.vad import VoiceActivityDetector
+from ser_lightning.inference.outputs import SILENCE
+from ser_lightning.inference.live import SegmentEnd, SegmentStart, StreamIssue, StreamingPredictor, WindowResult
+from ser_lightning.cli.stream import run_stream
+from ser_lightning.data.vad import VoiceActivityDetector
 from tests.conftest import REPO
-from tests.predict_helpers import CLASSES, trained_checkpoint
+from tests.helpers.checkpoints import CLASSES
 
 HAS_SILERO = importlib.util.find_spec("silero_vad") is not None
 CLIPS = ["ravdess/Actor_01/03-01-01-01-01-01-01.wav", "tess/OAF_angry/OAF_bar_angry.wav", "savee/ALL/JK_n10.wav",
          "ravdess/Actor_02/03-01-05-02-01-02-02.wav"]
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
-
-
-@pytest.fixture(scope="module")
-def predictor(ckpt) -> Predictor:
-    return Predictor.from_checkpoint(ckpt, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +194,7 @@ def test_stream_py_ctrl_c_flushes_the_timeline(ckpt, conversation, tmp_path):
 
 
 class FakeSoundDevice(types.ModuleType):
-    """The parts of sounddevice stream_cli uses, over a list of fake devices; the input
+    """The parts of sounddevice cli/stream.py uses, over a list of fake devices; the input
     stream delivers ``audio`` from a thread, then stops (a device unplugged)."""
 
     class PortAudioError(Exception):
@@ -321,7 +311,7 @@ def test_predict_segmenter_vad_gives_one_row_per_speech_segment(ckpt, conversati
 
 
 def test_realtime_file_source_keeps_pace(tmp_path):
-    from ser_lightning.stream_cli import file_source
+    from ser_lightning.cli.stream import file_source
 
     sf.write(str(tmp_path / "one.wav"), np.zeros(8000, np.float32), 8000)
     rate, chunks = file_source(str(tmp_path / "one.wav"), realtime=True, chunk_seconds=0.1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ser_lightning.models import build_backbone
+from ser_lightning.models.backbones import build_backbone
 from ser_lightning.models.module import SERModule
 
 

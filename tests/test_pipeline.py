@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ser_lightning.callbacks import ChannelsLast, DataWaitTimer, EMAWeights, EpochTimer
+from ser_lightning.training.callbacks import ChannelsLast, DataWaitTimer, EMAWeights, EpochTimer
 from ser_lightning.data.audio import fit_length
 from ser_lightning.data.cache import DecodedAudio
 from ser_lightning.data.corpora import read_corpus
@@ -261,8 +261,8 @@ def test_ema_weights_are_validated_saved_and_tested(tmp_path):
 
 
 def test_callbacks_ema_config_adds_the_average_to_the_defaults(data_dir, tmp_path):
-    from ser_lightning.training import build_callbacks
-    from tests.test_e2e import compose_train
+    from ser_lightning.training.pipeline import build_callbacks
+    from tests.helpers.configs import compose_train
 
     cfg = compose_train(["callbacks=ema", "callbacks.ema.decay=0.99"], tmp_path, data_dir, tmp_path / "cache")
     callbacks = build_callbacks(cfg)

@@ -7,7 +7,6 @@ import csv
 import json
 import math
 import re
-import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -15,25 +14,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hydra import compose, initialize_config_dir
 
-from ser_lightning.cli import run_predict as run_predict_cfg
+from ser_lightning.cli.predict import run_predict as run_predict_cfg
 from ser_lightning.data.audio import fit_length, load_audio
-from ser_lightning.features import FeatureExtractor
-from ser_lightning.inference import SILENCE, CheckpointError, Predictor, load_checkpoint
-from ser_lightning.streaming import AudioStream, WindowSlicer, count_windows, energy_dbfs
-from tests.conftest import REPO, write_tone
-from tests.predict_helpers import CLASSES, run_script, trained_checkpoint, training_clips
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir) -> Path:
-    return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
-
-
-@pytest.fixture(scope="module")
-def predictor(ckpt) -> Predictor:
-    return Predictor.from_checkpoint(ckpt, device="cpu")
+from ser_lightning.transforms.features import FeatureExtractor
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.outputs import SILENCE
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.models.checkpoint import load_checkpoint
+from ser_lightning.data.streaming import AudioStream, WindowSlicer, energy_dbfs
+from tests.helpers.windows import count_windows
+from tests.conftest import write_tone
+from tests.helpers.checkpoints import CLASSES, run_predict, training_clips
+from tests.helpers.configs import compose_predict
 
 
 def reference_probabilities(ckpt: Path, wave: np.ndarray) -> np.ndarray:
@@ -288,10 +281,6 @@ def test_bad_checkpoints_are_refused_with_a_reason(ckpt, tmp_path):
 # --- predict.py ----------------------------------------------------------------------
 
 
-def run_predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_script("predict.py", *args, "progress=false", cwd=cwd)
-
-
 def test_predict_cli_folder_with_long_recording_timeline_and_plot(ckpt, originals, tmp_path):
     inputs = tmp_path / "calls"
     for src in [originals / "savee" / "ALL" / "JK_n10.wav", originals / "tess" / "OAF_angry" / "OAF_bar_angry.wav"]:
@@ -331,11 +320,6 @@ def test_predict_cli_folder_with_long_recording_timeline_and_plot(ckpt, original
     assert not (out / "plots" / "OAF_bar_angry.png").exists()  # 2 s, a single window: no timeline plot
 
 
-def compose_predict(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("predict", overrides=[*overrides, "progress=false"])
-
-
 def test_predict_exit_codes(ckpt, originals, tmp_path, capsys):
     # In-process through the composed Hydra config (predict.py itself runs in the test above).
     assert run_predict_cfg(compose_predict(f"ckpt_path={ckpt}", f"input={originals}/savee/ALL/*.wav", f"output={tmp_path / 'p.csv'}")) == 0
@@ -355,8 +339,8 @@ def test_predict_exit_codes(ckpt, originals, tmp_path, capsys):
 
 @pytest.mark.parametrize("name, n_features", [("cnn2d", 64), ("cnn1d", 40)])
 def test_folding_batch_norm_keeps_the_outputs(name, n_features):
-    from ser_lightning.inference import fold_batch_norm
-    from ser_lightning.models import build_backbone
+    from ser_lightning.models.checkpoint import fold_batch_norm
+    from ser_lightning.models.backbones import build_backbone
 
     torch.manual_seed(0)
     model = build_backbone(name, n_features, 7)

@@ -15,15 +15,8 @@ from omegaconf import OmegaConf
 
 from ser_lightning.data.corpora import read_combined, read_crema_d, read_savee
 from ser_lightning.data.datamodule import SERDataModule
-from ser_lightning.data.recorded_split import (
-    SplitMismatchError,
-    compare_splits,
-    data_fingerprint,
-    describe_mismatch,
-    find_run_dir,
-    read_recorded_split,
-    split_fingerprint,
-)
+from ser_lightning.data.recorded_split import compare_splits, data_fingerprint, describe_mismatch, find_run_dir, read_recorded_split, split_fingerprint
+from ser_lightning.errors import SplitMismatchError
 from ser_lightning.data.splits import Split, make_split
 from ser_lightning.data.usable import derive_split
 
@@ -189,3 +182,16 @@ def test_one_unreadable_file_does_not_reshuffle_the_split(data_dir, tmp_path):
     naive = make_split(read_crema_d(copy), "random", seed=0)
     naive = Split(*([r for r in getattr(naive, p) if r.path != str(bad)] for p in PARTS), naive.protocol)
     assert split_fingerprint(naive, copy) != dm.split_fingerprint  # the other 11 files land elsewhere
+
+
+def test_the_recorded_setting_defaults_are_the_datamodules():
+    """DATA_SETTING_DEFAULTS repeats SERDataModule's signature (so eval.py reads a recorded
+    split without importing Lightning); the two must not drift apart."""
+    import inspect
+
+    from ser_lightning.data.datamodule import SERDataModule
+    from ser_lightning.data.recorded_split import DATA_SETTING_DEFAULTS, DATA_SETTING_KEYS
+
+    params = inspect.signature(SERDataModule.__init__).parameters
+    signature = {k: params[k].default for k in DATA_SETTING_KEYS if params[k].default is not inspect.Parameter.empty}
+    assert DATA_SETTING_DEFAULTS == signature

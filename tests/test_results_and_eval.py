@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_lightning.class_report import per_class_metrics, war_uar
-from ser_lightning.cross_corpus import UnmappableLabelError, evaluate_checkpoint, map_labels
-from ser_lightning.training import train
-from ser_lightning.wandb_setup import read_offline_run, read_offline_table
+from ser_lightning.metrics import per_class_metrics, war_uar
+from ser_lightning.errors import UnmappableLabelError
+from ser_lightning.evaluation.evaluate import evaluate_checkpoint, map_labels
+from ser_lightning.training.pipeline import train
+from ser_lightning.training.wandb_setup import read_offline_run, read_offline_table
 from tests.conftest import REPO
-from tests.test_e2e import compose_train
+from tests.helpers.configs import compose_train
 
 SAVEE_CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
@@ -155,7 +156,7 @@ def test_eval_cli_reports_unmapped_classes(savee_run, mini_ravdess, tmp_path):
 def test_explore_command_writes_pngs_per_emotion(mini_ravdess, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = tmp_path / "explore"
-    proc = subprocess.run([sys.executable, "-m", "ser_lightning.explore", "data=ravdess", f"data.root={mini_ravdess}",
+    proc = subprocess.run([sys.executable, "-m", "ser_lightning.cli.explore", "data=ravdess", f"data.root={mini_ravdess}",
                            f"out={out}", f"paths.cache_dir={tmp_path / 'cache'}"],
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,34 +3,24 @@ statistics mode with bootstrap intervals; recipes are chosen fold by fold on val
 records made before per-mode scoring still render; unrun protocols say so."""
 
 import argparse
-import importlib.util
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-from ser_lightning.class_report import war_uar
-from ser_lightning.selection import nested_selection
-from tests.conftest import REPO
+from ser_lightning.metrics import war_uar
+from ser_lightning.evaluation.selection import nested_selection
+from ser_lightning.evaluation import results as results_module
 
 SAVEE_JOBS = ["test-DC", "test-JE", "test-JK"]
 RECIPE = {"model": "cnn1d", "features": "mfcc", "command": "python scripts/results.py run savee_loso --model cnn1d",
           "hardware": {"cpu": "Test CPU", "cpu_cores": 2}}
 
 
-def load_results_script():
-    spec = importlib.util.spec_from_file_location("results_script", REPO / "scripts" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    module = load_results_script()
+    module = results_module
     monkeypatch.setattr(module, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(module, "RESULTS_MD", tmp_path / "RESULTS.md")
     monkeypatch.setattr(module, "RECORDS_DIR", tmp_path / "records")
@@ -252,6 +242,23 @@ def test_inconsistent_per_speaker_counts_are_refused_with_the_run_named(tmp_path
 
 
 def test_protocol_command_drops_scheduling_options():
-    results = load_results_script()
+    results = results_module
     cmd = "python scripts/results.py run ravdess_kfold --model cnn1d --jobs fold2,fold3 --no-start-after 02:35 --set trainer=cpu"
     assert results.protocol_command(cmd) == "python scripts/results.py run ravdess_kfold --model cnn1d --set trainer=cpu"
+
+
+def test_the_protocols_are_conf_protocol_yaml_files_in_table_order(tmp_path):
+    from ser_lightning.evaluation.results import PROTOCOLS, load_protocols
+
+    assert list(PROTOCOLS) == ["ravdess_kfold", "tess_random", "tess_cross", "savee_loso", "combined"]  # docs/RESULTS.md's order
+    assert PROTOCOLS["savee_loso"].target == ("uar", 0.55) and list(PROTOCOLS["savee_loso"].jobs) == SAVEE_JOBS
+    spec = "corpus: X\nheld_out: none\noverrides: [data=tess]\njobs: {seed0: [seed=0]}\ntarget: {metric: war, value: 0.9}\n"
+    (tmp_path / "a.yaml").write_text("order: 1\n" + spec)
+    (tmp_path / "b.yaml").write_text("order: 0\n" + spec.replace("target: {metric: war, value: 0.9}", "target: null"))
+    loaded = load_protocols(tmp_path)
+    assert list(loaded) == ["b", "a"] and loaded["a"].target == ("war", 0.9) and loaded["b"].target is None
+    (tmp_path / "c.yaml").write_text("order: 2\nrecipe: cnn2d\n" + spec)
+    with pytest.raises(TypeError):  # an unknown field is an error, not silently ignored
+        load_protocols(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_protocols(tmp_path / "nowhere")

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_lightning.cross_corpus import evaluate_checkpoint
+from ser_lightning.evaluation.evaluate import evaluate_checkpoint
 from ser_lightning.data.audio import load_audio
-from ser_lightning.inference import Predictor
-from ser_lightning.training import train
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.training.pipeline import train
 from tests.conftest import REPO
-from tests.test_e2e import compose_train
+from tests.helpers.configs import compose_train
 
 RUN = ["data=savee", "model=cnn1d", "features=mfcc", "features.normalize=speaker", "logger=csv", "trainer=cpu",
        "trainer.max_epochs=2", "data.batch_size=16", "callbacks.progress_bar.refresh_rate=0"]
@@ -103,7 +103,7 @@ def test_centre_scoring_agrees_between_eval_and_predict(run, data_dir):
 
 def test_exported_onnx_model_matches_the_scoring_path(run, tmp_path):
     pytest.importorskip("onnxruntime")
-    from ser_lightning.export import export_checkpoint, run_exported
+    from ser_lightning.inference.export import export_checkpoint, run_exported
 
     out, metrics = run
     ckpt = out / metrics["best_checkpoint"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ser_lightning.features import FeatureConfig, FeatureExtractor, chroma_filterbank
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor, chroma_filterbank
 
 SEED = {"kind": "seed", "n_fft": 1024, "win_length": 1024, "hop_length": 256, "n_mels": 64, "n_mfcc": 40}
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -12,13 +12,14 @@ import soundfile as sf
 import torch
 
 from ser_lightning.data.datamodule import SERDataModule
-from ser_lightning.export import export_checkpoint, run_exported
-from ser_lightning.features import FeatureExtractor
-from ser_lightning.inference import CheckpointError, Predictor
-from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
-from ser_lightning.training import train
+from ser_lightning.inference.export import export_checkpoint, run_exported
+from ser_lightning.transforms.features import FeatureExtractor
+from ser_lightning.errors import CheckpointError
+from ser_lightning.inference.predictor import Predictor
+from ser_lightning.transforms.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
+from ser_lightning.training.pipeline import train
 from tests.conftest import write_tone
-from tests.test_e2e import FAST, compose_train
+from tests.helpers.configs import FAST, compose_train
 
 
 def test_feature_stats_match_torch_over_all_frames_in_any_chunking():
@@ -195,7 +196,7 @@ def test_speaker_checkpoint_without_statistics_is_refused_and_export_builds_them
 
 
 def test_evaluation_normalises_each_speaker_with_its_own_statistics(speaker_run, data_dir, tmp_path):
-    from ser_lightning.cross_corpus import evaluate_checkpoint
+    from ser_lightning.evaluation.evaluate import evaluate_checkpoint
 
     ckpt, _ = speaker_run
     report = evaluate_checkpoint(ckpt, {"corpus": "savee", "root": str(data_dir / "savee"), "split": "loso"}, part="all",
@@ -235,8 +236,8 @@ def test_speaker_independent_experiment_composes_the_documented_recipe(data_dir,
 
 
 def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsys):
-    from ser_lightning.cli import run_predict
-    from tests.test_predict import compose_predict
+    from ser_lightning.cli.predict import run_predict
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     pattern = f"{data_dir}/savee/ALL/DC_a0*.flac"
@@ -253,8 +254,8 @@ def test_predict_cli_passes_speaker_stats(speaker_run, data_dir, tmp_path, capsy
 
 
 def test_enrolment_recordings_give_the_speaker_statistics(speaker_run, data_dir, tmp_path, capsys):
-    from ser_lightning.cli import run_predict
-    from tests.test_predict import compose_predict
+    from ser_lightning.cli.predict import run_predict
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     enrol = sorted((data_dir / "savee" / "ALL").glob("JK_n0*.flac"))[:8]
@@ -291,9 +292,9 @@ def test_enrolment_recordings_give_the_speaker_statistics(speaker_run, data_dir,
 
 
 def test_folder_statistics_refuse_folders_named_after_emotions(speaker_run, data_dir, capsys):
-    from ser_lightning.cli import run_predict
-    from ser_lightning.inference import SpeakerGroupingError
-    from tests.test_predict import compose_predict
+    from ser_lightning.cli.predict import run_predict
+    from ser_lightning.errors import SpeakerGroupingError
+    from tests.helpers.configs import compose_predict
 
     ckpt, _ = speaker_run
     tess = sorted((data_dir / "tess").glob("*_*/*.flac"))[:1] + sorted((data_dir / "tess").glob("YAF_*/*.flac"))[:1]

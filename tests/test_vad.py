@@ -11,7 +11,7 @@ import soundfile as sf
 from ser_lightning.data.audio import load_audio
 from ser_lightning.data.cache import load_or_decode
 from ser_lightning.data.datamodule import SERDataModule
-from ser_lightning.vad import SegmentEnded, SegmentStarted, VoiceActivityDetector, build_vad, trim_silence
+from ser_lightning.data.vad import SegmentEnded, SegmentStarted, VoiceActivityDetector, build_vad, trim_silence
 
 SR = 16000
 BACKENDS = [

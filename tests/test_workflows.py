@@ -16,19 +16,14 @@ import pytest
 import torch
 import yaml
 
-from ser_lightning.aggregate import aggregate
-from ser_lightning.wandb_setup import read_offline_run
+from ser_lightning.evaluation.aggregate import aggregate
+from ser_lightning.training.wandb_setup import read_offline_run
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 TINY = ["trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
         "+trainer.limit_test_batches=1", "data=savee", "data.batch_size=8", "callbacks.progress_bar.refresh_rate=0"]
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("waveform_cache")
 
 
 def train_cli(args: list[str], data_dir: Path, cache_dir: Path, timeout: int = 400, **kwargs):

@@ -88,7 +88,7 @@ def plot_timeline(prediction, class_names: list[str], path: str | Path) -> None:
     grey and have no probabilities.
 
     Args:
-        prediction: a :class:`ser_lightning.inference.Prediction` with its ``windows``.
+        prediction: a :class:`ser_lightning.inference.outputs.Prediction` with its ``windows``.
         class_names: classes in the model's order (one line each).
         path: output PNG.
     """

@@ -15,14 +15,12 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ser_lightning.errors import UnsafeArchiveError
+
 #: Largest accepted ratio of a member's unpacked to packed size. Audio (WAV, FLAC)
 #: deflates to 40-90 % of its size; text files about 10-20 %; a zip bomb far beyond 1 %.
 MAX_MEMBER_RATIO = 200
 _CHUNK = 1 << 20
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive member is unsafe to extract (path, link type or size); the message names it."""
 
 
 def _safe_relative(name: str, archive: Path) -> PurePosixPath:

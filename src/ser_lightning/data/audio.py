@@ -15,9 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-
-class AudioDecodeError(ValueError):
-    """A file or array cannot be used as audio; the message says which and why."""
+from ser_lightning.errors import AudioDecodeError
 
 
 def to_mono_resampled(audio: np.ndarray, orig_sr: int, sample_rate: int, source: str = "array") -> np.ndarray:

@@ -6,7 +6,7 @@ outside the GIL) and streams the waves into one float32 array of all samples
 ones memory-map it and never decode again. The key hashes the sample rate and each file's path, size and modification time,
 so a changed corpus or sample rate gets a new cache instead of stale audio. With
 ``trim`` (``data.trim=vad|energy``) each wave is cut to its speech before it is stored
-(:func:`ser_lightning.vad.trim_silence`), and the method is part of the key.
+(:func:`ser_lightning.data.vad.trim_silence`), and the method is part of the key.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lightning.data.audio import AudioDecodeError, load_audio
+from ser_lightning.data.audio import load_audio
+from ser_lightning.errors import AudioDecodeError, ConfigError
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # the file layout (one .npy + offsets JSON); bump when it changes
@@ -76,7 +77,7 @@ _TRIM_DETECTORS = threading.local()  # one detector per decoding thread (Silero'
 
 
 def _trimmed(wave: np.ndarray, sample_rate: int, trim: str) -> np.ndarray:
-    from ser_lightning.vad import VoiceActivityDetector, trim_silence
+    from ser_lightning.data.vad import VoiceActivityDetector, trim_silence
 
     detector = getattr(_TRIM_DETECTORS, trim, None)
     if detector is None:
@@ -103,12 +104,12 @@ def _decode_one(path: str, sample_rate: int, min_samples: int, trim: str = "none
 
 def check_trim(trim: str, sample_rate: int) -> None:
     """Raise ``ValueError`` for an unknown ``data.trim`` or one the detectors cannot run at ``sample_rate``."""
-    from ser_lightning.vad import VAD_SAMPLE_RATE
+    from ser_lightning.data.vad import VAD_SAMPLE_RATE
 
     if trim not in TRIM_METHODS:
-        raise ValueError(f"data.trim={trim} is unknown; allowed: {list(TRIM_METHODS)}")
+        raise ConfigError(f"data.trim={trim} is unknown; allowed: {list(TRIM_METHODS)}")
     if trim != "none" and sample_rate != VAD_SAMPLE_RATE:
-        raise ValueError(f"data.trim={trim} needs data.sample_rate={VAD_SAMPLE_RATE} (the voice activity detectors' rate), got {sample_rate}")
+        raise ConfigError(f"data.trim={trim} needs data.sample_rate={VAD_SAMPLE_RATE} (the voice activity detectors' rate), got {sample_rate}")
 
 
 def _decode_in_order(paths: list[str], sample_rate: int, min_seconds: float, workers: int | None,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ser_lightning.errors import ConfigError, CorpusNotFoundError, UnknownLabelError
 from ser_lightning.labels import EMOTIONS
 
 
@@ -59,14 +60,6 @@ class Utterance:
         """Inverse of :meth:`as_row`."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: (v if v != "" else None) for k, v in row.items() if k in names})
-
-
-class CorpusNotFoundError(FileNotFoundError):
-    """The corpus root does not exist or holds no audio files of the expected layout."""
-
-
-class UnknownLabelError(ValueError):
-    """A file name or manifest row carries an emotion code the reader does not know."""
 
 
 def audio_extensions() -> frozenset[str]:
@@ -421,12 +414,12 @@ def read_combined(
     """
     corpora = list(corpora)
     if not corpora:
-        raise ValueError("data.reader_args.corpora is empty: name at least one corpus")
+        raise ConfigError("data.reader_args.corpora is empty: name at least one corpus")
     if calm not in CALM_POLICIES:
-        raise ValueError(f"data.reader_args.calm='{calm}' is not allowed; use one of {list(CALM_POLICIES)}")
+        raise ConfigError(f"data.reader_args.calm='{calm}' is not allowed; use one of {list(CALM_POLICIES)}")
     unknown = [c for c in corpora if c not in DEFAULT_CORPUS_FOLDERS]
     if unknown:
-        raise ValueError(f"data.reader_args.corpora: {unknown} cannot be combined; allowed: {sorted(DEFAULT_CORPUS_FOLDERS)}")
+        raise ConfigError(f"data.reader_args.corpora: {unknown} cannot be combined; allowed: {sorted(DEFAULT_CORPUS_FOLDERS)}")
     folders = {**DEFAULT_CORPUS_FOLDERS, **(roots or {})}
     dropped = set(drop_labels) | ({"calm"} if calm == "drop" else set())
     rows = []
@@ -459,7 +452,7 @@ def read_corpus(name: str, root: str | Path, **kwargs) -> list[Utterance]:
         CorpusNotFoundError, UnknownLabelError: from the reader.
     """
     if name not in READERS:
-        raise ValueError(f"unknown corpus '{name}'; allowed: {sorted(READERS)}")
+        raise ConfigError(f"unknown corpus '{name}'; allowed: {sorted(READERS)}")
     return READERS[name](root, **kwargs)
 
 

@@ -20,16 +20,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from ser_lightning.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
 from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, write_manifest
 from ser_lightning.data.dataset import ClipDataset, collate_clips
 from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
 from ser_lightning.data.splits import Split
-from ser_lightning.data.usable import DataQualityError, drop_unusable, read_rows, split_usable
-from ser_lightning.features import FeatureConfig, FeatureExtractor
+from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
+from ser_lightning.errors import ConfigError, DataQualityError
 from ser_lightning.labels import sort_labels
-from ser_lightning.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
+from ser_lightning.transforms.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
+from ser_lightning.transforms.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SERDataModule(L.LightningDataModule):
         max_bad_fraction: stop with :class:`DataQualityError` when more than this
             fraction of files are skipped.
         cache_dir: waveform cache folder (``None``: decode into memory every run).
-        features: :class:`~ser_lightning.features.FeatureConfig` settings.
+        features: :class:`~ser_lightning.transforms.features.FeatureConfig` settings.
         augment: augmentation settings (``conf/augment``).
         output_dir: run directory; split manifests and the skipped-file list go there.
         extra_labels: labels accepted beyond the canonical set (manifests).
@@ -76,7 +77,7 @@ class SERDataModule(L.LightningDataModule):
             class is seen equally often per epoch. An alternative to class-weighted loss.
         trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
             trailing silence once, when the waveform cache is built (part of its key),
-            before clips are cropped (:func:`ser_lightning.vad.trim_silence`).
+            before clips are cropped (:func:`ser_lightning.data.vad.trim_silence`).
     """
 
     def __init__(
@@ -111,19 +112,19 @@ class SERDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
-            raise ValueError(f"data.gender='{gender}' is not allowed; use female, male or null")
+            raise ConfigError(f"data.gender='{gender}' is not allowed; use female, male or null")
         if clip_seconds <= 0:
-            raise ValueError(f"data.clip_seconds must be > 0, got {clip_seconds}")
+            raise ConfigError(f"data.clip_seconds must be > 0, got {clip_seconds}")
         if batch_size <= 0:
-            raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be > 0, got {batch_size}")
         if sampler not in (None, "none", "balanced"):
-            raise ValueError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
+            raise ConfigError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
         if not 0.0 < subset_fraction <= 1.0:
-            raise ValueError(f"data.subset_fraction must be in (0, 1], got {subset_fraction}")
+            raise ConfigError(f"data.subset_fraction must be in (0, 1], got {subset_fraction}")
         if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
-            raise ValueError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
+            raise ConfigError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
         if pin_memory not in ("auto", True, False):
-            raise ValueError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
+            raise ConfigError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
         self.corpus, self.root = corpus, root
         self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
                                test_speakers=test_speakers, train_speakers=train_speakers)
@@ -323,7 +324,7 @@ class SERDataModule(L.LightningDataModule):
         feats = self.features(waves)
         if self.feature_config.normalize == "speaker":
             if speakers is None or self.speaker_norm is None:
-                raise ValueError("features.normalize=speaker needs the batch's speaker indices (and setup() to have run)")
+                raise ConfigError("features.normalize=speaker needs the batch's speaker indices (and setup() to have run)")
             feats = self.speaker_norm.to(waves.device)(feats, speakers)
         if training:
             feats = self.spec_augment(feats)

@@ -42,7 +42,8 @@ from urllib.parse import urlsplit
 import pooch
 import yaml
 
-from ser_lightning.data.archive import UnsafeArchiveError, remove_tree, safe_extract
+from ser_lightning.data.archive import remove_tree, safe_extract
+from ser_lightning.errors import DownloadError, UnsafeArchiveError
 
 #: Name of the installation record inside each corpus folder.
 RECORD_NAME = ".ser_download.json"
@@ -53,10 +54,6 @@ MIRROR_ENV = "SER_DATA_MIRROR"
 _MANIFEST_FILE = "corpora_manifest.yaml"
 
 Printer = Callable[[str], None]
-
-
-class DownloadError(RuntimeError):
-    """A corpus could not be downloaded, verified or installed; the message says why and what to do."""
 
 
 class LicenceNotAccepted(DownloadError):
@@ -418,7 +415,7 @@ def require_licence(spec: CorpusSpec, accept: bool, interactive: bool, implicit:
                 "non-commercial research. Cite it as shown.")
             return
         raise LicenceNotAccepted(f"{spec.name} has non-commercial or research-only terms and is never fetched implicitly; "
-                                 f"run: python -m ser_lightning.download {spec.name} accept_licence=true")
+                                 f"run: python -m ser_lightning.cli.download {spec.name} accept_licence=true")
     if accept:
         return
     if interactive:
@@ -514,7 +511,7 @@ def verify_corpus(spec: CorpusSpec, root: Path, rehash: bool = True) -> VerifyRe
     """
     folder = root / spec.folder
     if not folder.is_dir():
-        raise DownloadError(f"{spec.name}: {folder} does not exist; download it with: python -m ser_lightning.download {spec.name}")
+        raise DownloadError(f"{spec.name}: {folder} does not exist; download it with: python -m ser_lightning.cli.download {spec.name}")
     count, bad = check_layout(spec, folder)
     report = VerifyReport(folder, count, spec.expected_files, bad_names=bad)
     record = read_record(folder)
@@ -584,7 +581,8 @@ def _write_record(spec: CorpusSpec, folder: Path, sources: list[RemoteFile], arc
 
 def _validate_tree(spec: CorpusSpec, tree: Path) -> None:
     """Count, names and the corpus reader on a finished (not yet renamed) tree."""
-    from ser_lightning.data.corpora import CorpusNotFoundError, UnknownLabelError, read_corpus
+    from ser_lightning.data.corpora import read_corpus
+    from ser_lightning.errors import CorpusNotFoundError, UnknownLabelError
 
     count, bad = check_layout(spec, tree)
     if bad:
@@ -643,7 +641,7 @@ def install_corpus(
     """
     specs = load_manifest(manifest)
     if name not in specs:
-        raise DownloadError(f"unknown corpus '{name}'; known: {', '.join(sorted(specs))} (python -m ser_lightning.download --list)")
+        raise DownloadError(f"unknown corpus '{name}'; known: {', '.join(sorted(specs))} (python -m ser_lightning.cli.download --list)")
     spec = specs[name]
     root = resolve_data_root(root)
     folder = root / spec.folder

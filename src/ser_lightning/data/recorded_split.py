@@ -27,6 +27,7 @@ from typing import Any
 
 from ser_lightning.data.corpora import Utterance, load_manifest_rows
 from ser_lightning.data.splits import Split
+from ser_lightning.errors import SplitMismatchError
 
 PARTS = ("train", "val", "test")
 #: Name of the description written beside the split CSVs.
@@ -45,12 +46,6 @@ DATA_SETTING_KEYS = (
     "test_speakers", "train_speakers", "reader_args", "extra_labels", "sample_rate", "clip_seconds",
     "min_seconds", "subset_fraction",
 )
-
-
-class SplitMismatchError(ValueError):
-    """A recorded split cannot be used as asked: its files are missing, its rows are not
-    the ones its fingerprint (or the checkpoint's) describes, or the data settings
-    differ. The message names what differs."""
 
 
 def corpus_base(root: str | Path) -> Path:
@@ -116,15 +111,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _setting_defaults() -> dict[str, Any]:
-    """:class:`~ser_lightning.data.datamodule.SERDataModule`'s defaults of the data
-    settings (one source: its signature), for settings a config leaves out."""
-    import inspect
-
-    from ser_lightning.data.datamodule import SERDataModule
-
-    params = inspect.signature(SERDataModule.__init__).parameters
-    return {k: params[k].default for k in DATA_SETTING_KEYS if k in params and params[k].default is not inspect.Parameter.empty}
+#: ``SERDataModule``'s defaults of the data settings, for settings a config leaves out.
+#: Written out here so that reading a recorded split (eval.py) needs no Lightning import;
+#: tests/test_recorded_split.py checks they equal the DataModule's signature.
+DATA_SETTING_DEFAULTS: dict[str, Any] = {
+    "split": "auto", "seed": 0, "fold": 0, "num_folds": 5, "val_fraction": 0.15, "test_fraction": 0.15, "gender": None,
+    "test_speakers": None, "train_speakers": None, "reader_args": None, "extra_labels": (), "sample_rate": 16000,
+    "clip_seconds": 3.0, "min_seconds": 0.1, "subset_fraction": 1.0,
+}
 
 
 def normalize_data_settings(data_cfg: Mapping) -> dict[str, Any]:
@@ -135,7 +129,7 @@ def normalize_data_settings(data_cfg: Mapping) -> dict[str, Any]:
     spellings are left as they are."""
     if "settings" in data_cfg and "hash" in data_cfg:  # already a data_fingerprint()
         data_cfg = data_cfg["settings"]
-    out = {**_setting_defaults(), **{k: data_cfg[k] for k in DATA_SETTING_KEYS if k in data_cfg}}
+    out = {**DATA_SETTING_DEFAULTS, **{k: data_cfg[k] for k in DATA_SETTING_KEYS if k in data_cfg}}
     out = {k: _plain(out.get(k)) for k in DATA_SETTING_KEYS}
     for k in ("val_fraction", "test_fraction", "clip_seconds", "min_seconds", "subset_fraction"):
         if isinstance(out[k], (int, float)) and not isinstance(out[k], bool):

@@ -29,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ser_lightning.data.corpora import Utterance
+from ser_lightning.errors import ConfigError
 
 SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso", "cross")
 
@@ -64,7 +65,7 @@ def speakers_of(rows: list[Utterance]) -> list[str]:
 def _parts_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     """Sizes of val and test for ``n`` items: at least 1 each, at least 1 left for train."""
     if n < 3:
-        raise ValueError(f"cannot split {n} item(s) into train, val and test: need at least 3")
+        raise ConfigError(f"cannot split {n} item(s) into train, val and test: need at least 3")
     n_test = min(max(1, round(n * test_fraction)), n - 2)
     n_val = min(max(1, round(n * val_fraction)), n - n_test - 1)
     return n_val, n_test
@@ -151,11 +152,11 @@ def kfold_split(rows: list[Utterance], fold: int, num_folds: int, seed: int) -> 
     """
     speakers = speakers_of(rows)
     if num_folds < 3:
-        raise ValueError(f"data.num_folds must be >= 3 (train, val and test groups); got {num_folds}")
+        raise ConfigError(f"data.num_folds must be >= 3 (train, val and test groups); got {num_folds}")
     if not 0 <= fold < num_folds:
-        raise ValueError(f"data.fold={fold} is out of range: allowed 0..{num_folds - 1}")
+        raise ConfigError(f"data.fold={fold} is out of range: allowed 0..{num_folds - 1}")
     if len(speakers) < num_folds:
-        raise ValueError(f"{num_folds}-fold over speakers needs >= {num_folds} speakers; data has {len(speakers)}")
+        raise ConfigError(f"{num_folds}-fold over speakers needs >= {num_folds} speakers; data has {len(speakers)}")
     rng = random.Random(seed)
     order = list(speakers)
     rng.shuffle(order)
@@ -172,9 +173,9 @@ def loso_split(rows: list[Utterance], fold: int) -> Split:
     """
     speakers = speakers_of(rows)
     if len(speakers) < 3:
-        raise ValueError(f"leave-one-speaker-out needs >= 3 speakers; data has {len(speakers)}")
+        raise ConfigError(f"leave-one-speaker-out needs >= 3 speakers; data has {len(speakers)}")
     if not 0 <= fold < len(speakers):
-        raise ValueError(f"data.fold={fold} is out of range for LOSO: allowed 0..{len(speakers) - 1} ({len(speakers)} speakers)")
+        raise ConfigError(f"data.fold={fold} is out of range for LOSO: allowed 0..{len(speakers) - 1} ({len(speakers)} speakers)")
     test = speakers[fold]
     val = speakers[(fold + 1) % len(speakers)]
     return _by_speakers(rows, {val}, {test}, f"loso-{test}")
@@ -191,7 +192,7 @@ def _match_speakers(rows: list[Utterance], wanted: list[str] | tuple[str, ...], 
     for name in wanted:
         hits = [s for s in known if s == name or s.split(":", 1)[-1] == str(name)]
         if not hits:
-            raise ValueError(f"data.{key}: speaker '{name}' is not in the data; known: {known}")
+            raise ConfigError(f"data.{key}: speaker '{name}' is not in the data; known: {known}")
         out.update(hits)
     return out
 
@@ -214,11 +215,11 @@ def cross_speaker_split(
             train and test speakers.
     """
     if not test_speakers:
-        raise ValueError("data.split=cross needs data.test_speakers (e.g. [YAF])")
+        raise ConfigError("data.split=cross needs data.test_speakers (e.g. [YAF])")
     test = _match_speakers(rows, test_speakers, "test_speakers")
     train = _match_speakers(rows, train_speakers, "train_speakers") if train_speakers else set(speakers_of(rows)) - test
     if not train or train & test:
-        raise ValueError(f"data.split=cross: train speakers {sorted(train)} and test speakers {sorted(test)} must be disjoint and non-empty")
+        raise ConfigError(f"data.split=cross: train speakers {sorted(train)} and test speakers {sorted(test)} must be disjoint and non-empty")
     pool = [r for r in rows if r.speaker in train]
     # random_split's "test" part is the stratified hold-out; its 1-item "val" goes back to train.
     part = random_split(pool, 0.0, val_fraction, seed)
@@ -286,7 +287,7 @@ def make_split(
         return loso_split(rows, fold)
     if protocol == "cross":
         return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed)
-    raise ValueError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
+    raise ConfigError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
 
 
 def stratified_subset(rows: list[Utterance], fraction: float, seed: int) -> list[Utterance]:
@@ -305,7 +306,7 @@ def stratified_subset(rows: list[Utterance], fraction: float, seed: int) -> list
         ValueError: ``fraction`` outside ``(0, 1]``.
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"data.subset_fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"data.subset_fraction must be in (0, 1], got {fraction}")
     if fraction == 1.0:
         return list(rows)
     rng = random.Random(seed)

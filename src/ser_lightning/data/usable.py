@@ -18,12 +18,9 @@ from pathlib import Path
 from ser_lightning.data.cache import DecodedAudio, load_or_decode
 from ser_lightning.data.corpora import Utterance, read_corpus
 from ser_lightning.data.splits import Split, make_split, stratified_subset
+from ser_lightning.errors import ConfigError, DataQualityError
 
 log = logging.getLogger(__name__)
-
-
-class DataQualityError(RuntimeError):
-    """More files than allowed could not be decoded or were too short."""
 
 
 @dataclass
@@ -65,14 +62,14 @@ def read_rows(corpus: str, root: str | Path, gender: str | None = None, reader_a
         CorpusNotFoundError, UnknownLabelError: from the reader.
     """
     if gender not in (None, "female", "male"):
-        raise ValueError(f"data.gender='{gender}' is not allowed; use female, male or null")
+        raise ConfigError(f"data.gender='{gender}' is not allowed; use female, male or null")
     kwargs = {"extra_labels": tuple(extra_labels)} if corpus == "manifest" else {}
     kwargs.update(reader_args or {})
     rows = read_corpus(corpus, root, **kwargs)
     if gender:
         rows = [r for r in rows if r.gender == gender]
         if not rows:
-            raise ValueError(f"data.gender={gender}: no {gender} speakers in {corpus}")
+            raise ConfigError(f"data.gender={gender}: no {gender} speakers in {corpus}")
     return rows
 
 

@@ -1,23 +1,8 @@
-"""Backbones (selected by name from ``conf/model``) and the shared LightningModule."""
+"""Models: the backbones (``backbones``: the registry; ``cnn1d``, ``cnn2d``, ``resnet2d``),
+the LightningModule that trains them (``module``), checkpoint loading without Lightning
+(``checkpoint``) and the probability-average ensemble (``ensemble``).
 
-from __future__ import annotations
-
-from torch import nn
-
-from ser_lightning.models.cnn1d import CNN1d
-from ser_lightning.models.cnn2d import CNN2d
-from ser_lightning.models.resnet2d import ResNet2d
-
-#: Backbone name (``model.backbone.name``) -> class taking ``(n_features, n_classes, **kwargs)``.
-BACKBONES: dict[str, type[nn.Module]] = {"cnn1d": CNN1d, "cnn2d": CNN2d, "resnet2d": ResNet2d}
-
-
-def build_backbone(name: str, n_features: int, n_classes: int, **kwargs) -> nn.Module:
-    """Instantiate backbone ``name``.
-
-    Raises:
-        ValueError: unknown name (the allowed names are listed).
-    """
-    if name not in BACKBONES:
-        raise ValueError(f"model.backbone.name='{name}' is unknown; allowed: {sorted(BACKBONES)}")
-    return BACKBONES[name](n_features, n_classes, **kwargs)
+May import: :mod:`ser_lightning.transforms` and the shared leaves (``labels``,
+``errors``, ``metrics``, ``plots``); never ``data``, ``inference``, ``evaluation``,
+``training`` or ``cli``. Only ``module`` imports Lightning.
+"""

@@ -4,9 +4,9 @@ Metrics: a confusion matrix is accumulated per epoch (torchmetrics, synchronised
 devices) and WAR (weighted average recall = accuracy), UAR (unweighted average recall =
 macro recall over the classes with true examples, the standard SER metric for imbalanced
 classes, Schuller et al., 2009) and macro-F1 are computed from it by
-:mod:`ser_lightning.class_report`, the one definition that evaluation, ensembles and the
+:mod:`ser_lightning.metrics`, the one definition that evaluation, ensembles and the
 results table use too. Testing is not a step of this module: after training the best
-checkpoint file is scored by :mod:`ser_lightning.scoring`, the path every command shares.
+checkpoint file is scored by :mod:`ser_lightning.evaluation.scoring`, the path every command shares.
 
 The module's hyper-parameters hold everything prediction needs (feature front-end,
 class names, sample rate, clip length) as plain Python values, so a checkpoint is
@@ -23,9 +23,10 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser_lightning.class_report import confusion_scores
-from ser_lightning.features import FeatureConfig
-from ser_lightning.models import build_backbone
+from ser_lightning.errors import ConfigError
+from ser_lightning.metrics import confusion_scores
+from ser_lightning.models.backbones import build_backbone
+from ser_lightning.transforms.features import FeatureConfig
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
@@ -75,11 +76,11 @@ class SERModule(L.LightningModule):
         optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
         scheduler = dict(scheduler or {"name": "none"})
         if optimizer.get("name") not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
+            raise ConfigError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
         if not optimizer.get("lr", 0) > 0:
-            raise ValueError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
+            raise ConfigError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
         if scheduler.get("name") not in SCHEDULERS:
-            raise ValueError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+            raise ConfigError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
         if len(class_names) < 2:
             raise ValueError(f"need at least 2 classes, got {class_names}")
         self.save_hyperparameters()
