@@ -1,5 +1,6 @@
 """Evaluation: scoring labelled utterances under test-time statistics modes
-(``scoring``), a checkpoint on a corpus (``evaluate``, behind eval.py), ensembles of runs
+(``scoring``), a trained run's best checkpoint after fit and again later (``run_scoring``:
+scores, calibration, ``rescore``), a checkpoint on a corpus (``evaluate``, behind eval.py), ensembles of runs
 (``ensemble``), calibration metrics and diagrams (``calibration``), multirun
 aggregation (``aggregate``), bootstrap intervals (``bootstrap``), nested recipe
 selection (``selection``) and the results protocols and table (``results``, behind
