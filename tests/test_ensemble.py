@@ -58,10 +58,11 @@ def test_an_ensemble_averages_its_members_probabilities(two_seeds):
     alone = [evaluate_ensemble([run]) for run in two_seeds]
     both = evaluate_ensemble(two_seeds)
     for part in ("val", "test"):
-        assert not np.allclose(alone[0][part].probabilities, alone[1][part].probabilities)  # the seeds differ
-        np.testing.assert_allclose(both[part].probabilities,
-                                   (alone[0][part].probabilities + alone[1][part].probabilities) / 2, atol=1e-6)
+        assert not np.allclose(alone[0][part].uncalibrated, alone[1][part].uncalibrated)  # the seeds differ
+        # before the ensemble's own temperature: the mean of the members' probabilities
+        np.testing.assert_allclose(both[part].uncalibrated, (alone[0][part].uncalibrated + alone[1][part].uncalibrated) / 2, atol=1e-6)
         np.testing.assert_allclose(both[part].probabilities.sum(axis=1), 1.0, atol=1e-5)
+        assert both[part].calibration["temperature"] not in (alone[0][part].calibration["temperature"], 1.0)  # fitted on the ensemble
         assert both[part].member_uar == [alone[0][part].member_uar[0], alone[1][part].member_uar[0]]
         assert both[part].paths == alone[0][part].paths and len(both[part].paths) > 0
 

@@ -305,7 +305,7 @@ def test_folder_statistics_refuse_folders_named_after_emotions(speaker_run, data
 
 
 def test_streaming_takes_the_enrolment_statistics(speaker_run, data_dir):
-    from ser_lightning.live import StreamingPredictor, WindowResult
+    from ser_lightning.inference.live import StreamingPredictor, WindowResult
 
     ckpt, _ = speaker_run
     enrol = sorted((data_dir / "savee" / "ALL").glob("JK_n0*.flac"))[:8]

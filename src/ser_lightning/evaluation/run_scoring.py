@@ -133,7 +133,7 @@ def scoring_report(cfg, dm, scores: dict, calibration: dict) -> dict:
     })
     part = test["part"]
     if len(set(part.corpora)) > 1:
-        from ser_lightning.scoring import by_group
+        from ser_lightning.evaluation.scoring import by_group
 
         report["test_by_corpus"] = by_group(part, part.corpora)
     return report

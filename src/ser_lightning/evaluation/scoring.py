@@ -121,7 +121,7 @@ class ScoredPart:
         """``(logits [n_windows, n_classes], targets [n_windows], utterance [n_windows])``:
         every classified window with its utterance's label and index (a temperature is
         fitted on the utterances' mean window probabilities, what a user is given:
-        :func:`ser_lightning.calibration.fit_calibration` with ``groups``)."""
+        :func:`ser_lightning.evaluation.calibration.fit_calibration` with ``groups``)."""
         if not self.logits:
             raise ValueError("nothing was scored")
         pairs = list(zip(self.logits, self.targets, strict=True))
@@ -131,8 +131,8 @@ class ScoredPart:
     def fit_calibration(self, method: str = "temperature", fitted_on: str = "val") -> dict:
         """A temperature fitted on these utterances' window logits so that their mean window
         probabilities (what :class:`~ser_lightning.inference.Predictor` gives a user) have
-        the lowest NLL (:func:`ser_lightning.calibration.fit_calibration` with ``groups``)."""
-        from ser_lightning.calibration import fit_calibration
+        the lowest NLL (:func:`ser_lightning.evaluation.calibration.fit_calibration` with ``groups``)."""
+        from ser_lightning.evaluation.calibration import fit_calibration
 
         logits, targets, utterance = self.window_logits()
         return fit_calibration(logits, targets, method=method, fitted_on=fitted_on, groups=utterance)
