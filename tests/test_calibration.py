@@ -325,3 +325,29 @@ def test_grouped_nll_scores_the_mean_of_a_files_window_probabilities():
     assert record["n"] == 2 and record["nll_after"] <= record["nll_before"] + 1e-12
     with pytest.raises(ValueError, match="groups"):
         nll(logits, targets, groups=[0, 1])
+
+
+def test_auto_calibration_fits_only_on_speakers_the_model_was_not_trained_on():
+    from ser_lightning.evaluation.scoring import ScoredPart
+
+    rng = np.random.default_rng(1)
+    logits = [rng.normal(size=(2, 4)) * 4 for _ in range(30)]  # two windows per file, over-confident
+    targets = rng.integers(0, 4, size=30)
+    part = ScoredPart("training", [f"f{i}" for i in range(30)], ["s1"] * 15 + ["s2"] * 15, [""] * 30, targets,
+                      np.zeros((30, 4)), logits=logits)
+    held_out = part.fit_calibration("auto", training_speakers={"s3", "s4"})
+    assert held_out["method"] == "temperature" and held_out["temperature"] > 1 and held_out["n"] == 30
+    same_voices = part.fit_calibration("auto", training_speakers={"s2", "s3"})
+    assert same_voices["method"] == "none" and same_voices["temperature"] == 1.0 and "s2" in same_voices["note"]
+    assert part.fit_calibration("temperature", training_speakers={"s2"})["temperature"] == held_out["temperature"]
+
+
+def test_an_unknown_calibration_or_statistics_mode_stops_before_training(data_dir, tmp_path):
+    from ser_lightning.errors import ConfigError
+    from ser_lightning.training.config_validation import validate_config
+    from tests.helpers.configs import compose_train
+
+    cfg = compose_train(["data=savee", "calibration=platt", "test_stats=enrolled", "scoring=middle"], tmp_path, data_dir, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "calibration=platt" in str(err.value) and "enrolled" in str(err.value) and "scoring=middle" in str(err.value)

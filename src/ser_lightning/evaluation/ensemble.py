@@ -161,7 +161,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
                 lambda j, good=good, audio=audio: audio.wave(good[j][0]))
         raw[part] = {mode: score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed) for mode in modes}
         member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
-    calibration = raw["val"][headline].fit_calibration(str(cfg.get("calibration", "temperature")))
+    calibration = raw["val"][headline].fit_calibration(str(cfg.get("calibration", "auto")),
+                                                      training_speakers={r.speaker for r in recorded_rows(ckpts, "train", data_cfg)})
     scores: dict[str, PartScores] = {}
     for part in parts:
         scored = {mode: sp.at_temperature(calibration["temperature"]) for mode, sp in raw[part].items()}

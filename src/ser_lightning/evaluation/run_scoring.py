@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
     """Score the validation and test parts of ``dm``'s split with the checkpoint file,
     under every test-time statistics mode that applies (see :mod:`ser_lightning.evaluation.scoring`),
-    and calibrate it: with ``cfg.calibration=temperature`` a temperature is fitted on the
-    validation part's window logits (headline statistics) and stored in the checkpoint
+    and calibrate it: with ``cfg.calibration=temperature`` (or ``auto`` when the validation
+    speakers are not training speakers) a temperature is fitted on the validation part's
+    files (headline statistics) and stored in the checkpoint
     (``hyper_parameters["calibration"]``), so every later caller scores with it.
 
     Returns:
@@ -46,7 +47,7 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
     from ser_lightning.evaluation.scoring import UTTERANCE_MODE, modes_for, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
-    method = str(cfg.get("calibration", "temperature"))
+    method = str(cfg.get("calibration", "auto"))
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
     predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
     modes = modes_for(predictor, list(cfg.get("report_stats") or []) or None)
@@ -60,7 +61,7 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
                 dm.waveform_of(rows))
         raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
                                             seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
-    calibration = raw["val"][headline].fit_calibration(method)
+    calibration = raw["val"][headline].fit_calibration(method, training_speakers={r.speaker for r in dm.split.train})
     if Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
         store_calibration(ckpt_path, calibration)
     else:  # a checkpoint given with train=false: the user's file is left as it is

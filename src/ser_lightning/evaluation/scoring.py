@@ -128,14 +128,36 @@ class ScoredPart:
         return (np.concatenate(self.logits), np.concatenate([np.full(len(lg), t) for lg, t in pairs]),
                 np.concatenate([np.full(len(lg), i) for i, (lg, _) in enumerate(pairs)]))
 
-    def fit_calibration(self, method: str = "temperature", fitted_on: str = "val") -> dict:
+    def fit_calibration(self, method: str = "auto", fitted_on: str = "val", training_speakers: set[str] | None = None) -> dict:
         """A temperature fitted on these utterances' window logits so that their mean window
         probabilities (what :class:`~ser_lightning.inference.Predictor` gives a user) have
-        the lowest NLL (:func:`ser_lightning.evaluation.calibration.fit_calibration` with ``groups``)."""
+        the lowest NLL (:func:`ser_lightning.evaluation.calibration.fit_calibration` with ``groups``).
+
+        Args:
+            method: ``temperature``, ``none``, or ``auto``: ``temperature`` when none of
+                these utterances' speakers is in ``training_speakers``, else ``none``. A
+                model is confident on the voices it was trained on; a temperature fitted
+                on held-out utterances of those voices (SAVEE's leave-one-speaker-out
+                validation) sharpens it, and new speakers then get over-confident
+                probabilities (measured: pooled test ECE 11 % -> 26 %, docs/RESULTS.md).
+            fitted_on: the part's name, recorded.
+            training_speakers: the speakers the model was trained on (for ``auto``).
+
+        Raises:
+            ValueError: an unknown method.
+        """
         from ser_lightning.evaluation.calibration import fit_calibration
 
         logits, targets, utterance = self.window_logits()
-        return fit_calibration(logits, targets, method=method, fitted_on=fitted_on, groups=utterance)
+        if method != "auto":
+            return fit_calibration(logits, targets, method=method, fitted_on=fitted_on, groups=utterance)
+        shared = sorted(set(self.speakers) & set(training_speakers or ()))
+        record = fit_calibration(logits, targets, method="none" if shared else "temperature", fitted_on=fitted_on, groups=utterance)
+        if shared:
+            record["note"] = (f"not fitted (calibration=auto): the {fitted_on} speakers are training speakers "
+                              f"({', '.join(shared[:4])}{' ...' if len(shared) > 4 else ''}); a temperature fitted on them "
+                              f"does not carry over to new speakers")
+        return record
 
     @property
     def predicted(self) -> np.ndarray:

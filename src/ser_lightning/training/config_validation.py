@@ -137,6 +137,27 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return str(last)
 
 
+def scoring_problems(cfg: DictConfig) -> list[str]:
+    """How the best checkpoint will be scored after training (checked before training, so
+    a typo does not cost a finished run its report)."""
+    from ser_lightning.evaluation.scoring import parse_stats_mode
+    from ser_lightning.inference.predictor import SCORING
+
+    problems = []
+    if _get(cfg, "scoring", "windows") not in SCORING:
+        problems.append(f"scoring={_get(cfg, 'scoring')} is unknown; allowed: {list(SCORING)}")
+    if _get(cfg, "calibration", "auto") not in ("auto", "temperature", "none"):
+        problems.append(f"calibration={_get(cfg, 'calibration')} is unknown; allowed: ['auto', 'temperature', 'none']")
+    for key in ("test_stats", "report_stats"):
+        values = _get(cfg, key)
+        for mode in ([values] if isinstance(values, str) else list(values or [])):
+            try:
+                parse_stats_mode(str(mode))
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+    return problems
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check ``cfg`` (the composed ``conf/train.yaml``) before training starts.
 
@@ -149,6 +170,7 @@ def validate_config(cfg: DictConfig) -> None:
     max_epochs = _get(cfg, "trainer.max_epochs")
     if max_epochs is not None and max_epochs != -1 and (not isinstance(max_epochs, int) or max_epochs < 1):
         problems.append(f"trainer.max_epochs={max_epochs}: must be an integer >= 1 (or -1 for no limit)")
+    problems += scoring_problems(cfg)
     ckpt_path = _get(cfg, "ckpt_path")
     if ckpt_path and not Path(str(ckpt_path)).is_file():
         problems.append(f"ckpt_path={ckpt_path} does not exist (a checkpoint file, e.g. <run dir>/checkpoints/last.ckpt)")
