@@ -351,3 +351,21 @@ def test_an_unknown_calibration_or_statistics_mode_stops_before_training(data_di
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     assert "calibration=platt" in str(err.value) and "enrolled" in str(err.value) and "scoring=middle" in str(err.value)
+
+
+def test_pooled_bins_give_the_ece_of_all_examples_and_a_calibrated_model_sits_at_the_floor():
+    from ser_lightning.evaluation.calibration import ece_noise_floor, pooled_bins
+
+    rng = np.random.default_rng(3)
+    parts = []
+    for _ in range(3):
+        probs = torch.softmax(torch.from_numpy(rng.normal(size=(200, 5)) * 2), dim=1)
+        targets = torch.multinomial(probs, 1)[:, 0]  # labels drawn from the probabilities: calibrated by construction
+        parts.append((probs, targets))
+    together = calibration_metrics(torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts]))
+    pooled = pooled_bins([calibration_metrics(p, t)["bins"] for p, t in parts])
+    assert sum(b["count"] for b in pooled) == 600
+    assert ece_from_bins(pooled) == pytest.approx(together["ece"], abs=1e-9)
+    floor = ece_noise_floor(pooled)
+    assert 0 < floor < 0.1 and abs(together["ece"] - floor) < 0.04  # a calibrated model: ECE is sampling noise
+    assert ece_noise_floor(pooled, seed=1) == pytest.approx(floor, abs=0.01)

@@ -64,6 +64,7 @@ from ser_lightning.evaluation.aggregate import (
     validation_uar,
 )
 from ser_lightning.evaluation.bootstrap import hierarchical_bootstrap_ci
+from ser_lightning.evaluation.calibration import ece_from_bins, ece_noise_floor, pooled_bins
 from ser_lightning.evaluation.selection import NestedSelection, fold_confusions, nested_selection
 
 #: The checkout whose outputs/ and docs/ this tool reads and writes (src/ser_lightning/evaluation/results.py -> the project).
@@ -405,14 +406,18 @@ def _scoring(rs: list[dict]) -> str:
 
 
 def _calibration(rs: list[dict]) -> str:
-    """Mean test ECE % at ``T = 1`` -> with the fitted temperature (runs recorded before
-    calibration existed: —)."""
+    """Test ECE % of all the recipe's test files together (the folds' bins pooled), at
+    ``T = 1`` -> with the fitted temperature, and the floor a perfectly calibrated model
+    would show on as many files (runs recorded before calibration existed: —)."""
     cal = [r["metrics"]["calibration"] for r in rs if isinstance(r["metrics"].get("calibration"), dict) and "test" in r["metrics"]["calibration"]]
     if not cal:
         return "—"
-    before = statistics.fmean(c["test"]["before"]["ece"] for c in cal)
-    after = statistics.fmean(c["test"]["after"]["ece"] for c in cal)
-    return f"{100 * before:.1f} → {100 * after:.1f}" + (f" ({len(cal)} of {len(rs)})" if len(cal) < len(rs) else "")
+    before = pooled_bins([c["test"]["before"]["bins"] for c in cal])
+    after = pooled_bins([c["test"]["after"]["bins"] for c in cal])
+    fitted = sum(c.get("method") == "temperature" and c.get("temperature") != 1.0 for c in cal)
+    text = (f"{100 * ece_from_bins(before):.1f} → {100 * ece_from_bins(after):.1f} (floor {100 * ece_noise_floor(after):.1f}; "
+            f"T fitted in {fitted} of {len(cal)})")
+    return text + (f" ({len(cal)} of {len(rs)} runs)" if len(cal) < len(rs) else "")
 
 
 def _coverage(rs: list[dict]) -> str:
@@ -517,8 +522,13 @@ statistics for a speaker-normalised recipe, its own statistics for an utterance-
 one; scoring `center`), `—` under modes it was not scored with.
 Calibration: after training a temperature T is fitted on the validation part (the
 checkpoint's validation speakers or utterances) and stored in the checkpoint (Guo et al.,
-2017); "test ECE" is the expected calibration error of the test part's top-label
-confidences (15 equal-width bins), at T = 1 and with the fitted T; "accuracy at 80 / 50 %
+2017; `calibration=auto`: only where the validation speakers are not training speakers, so
+not under SAVEE's leave-one-speaker-out, whose validation utterances are the training
+voices); "test ECE" is the expected calibration error of the top-label confidences of all
+the recipe's test files together (15 equal-width bins; each fold's test part is scored by
+its own model), at T = 1 and with the fitted T, and "floor" the ECE a perfectly
+calibrated model would show on as many files with the same confidences (the binned ECE is
+biased upwards on a few hundred files); "accuracy at 80 / 50 %
 coverage" is the accuracy of the most confident 80 % / 50 % of test files (abstaining on
 the rest, `predict.py min_confidence`), with calibrated confidences. Temperature scaling
 leaves each window's arg-max unchanged; a file's mean over several windows can change
@@ -549,7 +559,7 @@ def table(args: argparse.Namespace) -> int:
         lines.append(f"| {proto.corpus} | {name}: {proto.held_out} | {' | '.join(cells)} | {target} |")
     target_lines = []
     header = ("| recipe | normalisation | scoring | val UAR % | " + " | ".join(f"test UAR % {MODE_TITLES.get(m, m)}" for m in modes)
-              + " | test WAR % (statistics) | test ECE % (T = 1 → calibrated) | test accuracy % at 80 / 50 % coverage"
+              + " | test WAR % (statistics) | test ECE % of all folds' files (T = 1 → calibrated) | test accuracy % at 80 / 50 % coverage"
               " | runs | epochs trained (max) | wall time | command |")
     for name, proto in PROTOCOLS.items():
         target_text = f"{proto.target[0].upper()} ≥ {100 * proto.target[1]:.1f}" if proto.target else "report only"
