@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Models: the {len(runs)} runs `{args.runs}` (test-time statistics `{source['test_stats']}`, scoring "
         f"`{source['scoring']}`); each carries the temperature fitted on its own validation speakers. Every file of the "
-        "target corpus is scored by `eval.py`'s code (labels mapped onto the model's classes, RAVDESS `calm` -> `neutral`). "
+        "target corpus is scored by `eval.py`'s code (labels matched to the model's classes by name, `unknown_labels=map`; a "
+        "model class the target lacks, such as RAVDESS's `calm`, can still be predicted and counts as an error). "
         "ECE: top-label, 15 equal-width bins, all the runs' files together; floor: the ECE a perfectly calibrated model "
         "would show with the same confidences on as many files.",
         "",
