@@ -20,7 +20,8 @@ class WindowPrediction:
         end: window end in seconds (the input's end for a window that was padded).
         energy_dbfs: mean energy of the window in dBFS.
         label: predicted class, or :data:`SILENCE` below the silence threshold.
-        confidence: probability of ``label`` (``None`` for silence).
+        confidence: probability of ``label`` (``None`` for silence); for an ``uncertain``
+            window (``min_confidence``), the probability of the withheld most probable class.
         probabilities: class name -> probability (empty for silence).
     """
 
@@ -39,8 +40,10 @@ class Prediction:
     Attributes:
         source: file path or ``"array[i]"``.
         label: predicted class name; :data:`SILENCE` when every window is silent;
-            ``None`` on error.
-        confidence: probability of ``label`` (``None`` for silence and errors).
+            ``uncertain`` when its confidence is below ``min_confidence``
+            (:mod:`ser_lightning.inference.abstention`); ``None`` on error.
+        confidence: probability of ``label`` (``None`` for silence and errors); for an
+            ``uncertain`` input (``min_confidence``), the probability of the withheld most probable class.
         probabilities: class name -> probability (mean over the non-silent windows).
         error: why the input could not be predicted (``None`` on success).
         duration: seconds of audio read (``None`` when nothing could be read).
