@@ -115,8 +115,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     """
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.errors import SplitMismatchError
-    from ser_lightning.evaluation.evaluate import recorded_rows
-    from ser_lightning.evaluation.scoring import UTTERANCE_MODE, modes_for, score_utterances
+    from ser_lightning.evaluation.evaluate import recorded_split
+    from ser_lightning.evaluation.scoring import modes_for, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     if not run_dirs:
@@ -142,19 +142,18 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if data_root is not None:
         data_cfg["root"] = data_root
-    modes = modes_for(ensemble, list(cfg.get("report_stats") or []) or None)
-    headline = str(cfg.get("test_stats", "transductive")) if ensemble.speaker_normalized else UTTERANCE_MODE
-    if headline not in modes:
-        modes.append(headline)
+    # runs made before test_stats existed were tested with each speaker's own statistics
+    modes, headline = modes_for(ensemble, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "transductive")))
     seed = int(cfg.get("enrol_seed", 0))
     classes = ensemble.class_names
     raw: dict[str, dict] = {}
     member_uars: dict[str, list[float]] = {}
+    try:
+        split = recorded_split(ckpts, data_cfg)
+    except SplitMismatchError as exc:
+        raise EnsembleError(f"ensemble members were scored on other utterances than the first member: {exc}") from exc
     for part in sorted({*parts, "val"}, key=PARTS.index):  # validation always: the temperature is fitted on it
-        try:
-            rows = recorded_rows(ckpts, part, data_cfg)
-        except SplitMismatchError as exc:
-            raise EnsembleError(f"ensemble members were scored on other utterances than the first member: {exc}") from exc
+        rows = getattr(split, part)
         audio = load_or_decode([r.path for r in rows], ensemble.sample_rate, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0))
         good = [(i, r) for i, r in enumerate(rows) if r.path not in audio.errors]
         args = ([r.path for _, r in good], [r.speaker for _, r in good], [classes.index(r.label) for _, r in good],
@@ -162,7 +161,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         raw[part] = {mode: score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed) for mode in modes}
         member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
     calibration = raw["val"][headline].fit_calibration(str(cfg.get("calibration", "auto")),
-                                                      training_speakers={r.speaker for r in recorded_rows(ckpts, "train", data_cfg)})
+                                                      training_speakers={r.speaker for r in split.train})
     scores: dict[str, PartScores] = {}
     for part in parts:
         scored = {mode: sp.at_temperature(calibration["temperature"]) for mode, sp in raw[part].items()}

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ser_lightning.data.corpora import Utterance, read_corpus
+from ser_lightning.data.splits import Split
 from ser_lightning.errors import ConfigError, UnmappableLabelError
-from ser_lightning.metrics import macro_f1, per_class_metrics, war_uar
+from ser_lightning.metrics import per_class_metrics
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,9 @@ def run_dir_of(ckpt_path: str | Path) -> Path:
     return Path(ckpt_path).resolve().parent.parent
 
 
-def recorded_rows(ckpt_paths: list[str | Path], part: str, data_cfg: dict) -> list[Utterance]:
-    """One part of the split the checkpoint(s) were trained with, read from the run's
-    ``splits/<part>.csv`` (never re-derived), with paths under ``data_cfg["root"]``.
+def recorded_split(ckpt_paths: list[str | Path], data_cfg: dict) -> Split:
+    """The split the checkpoint(s) were trained with, read from the run's ``splits/*.csv``
+    (never re-derived), with paths under ``data_cfg["root"]``.
 
     The checkpoint's recorded data settings must match ``data_cfg`` (another ``seed``,
     ``split``, ``fold``, ``reader_args`` ... would describe another split), and the CSVs
@@ -129,31 +130,32 @@ def recorded_rows(ckpt_paths: list[str | Path], part: str, data_cfg: dict) -> li
         if hp.get("data_settings"):
             differs = describe_mismatch(hp["data_settings"], data_cfg)
             if differs:
-                raise SplitMismatchError(f"{ckpt} was trained with other data settings than the ones given, so part={part} "
-                                         f"would not be its {part} part: {'; '.join(differs)}")
+                raise SplitMismatchError(f"{ckpt} was trained with other data settings than the ones given, so its recorded "
+                                         f"split is not a split of this data: {'; '.join(differs)}")
         member = read_recorded_split(run_dir_of(ckpt), data_root=data_cfg.get("root"), fingerprint=hp.get("split_fingerprint"))
-        if split is not None and [r.path for r in getattr(member, part)] != [r.path for r in getattr(split, part)]:
-            raise SplitMismatchError(f"ensemble member {ckpt} was trained on another split than {ckpt_paths[0]} ({part} part differs)")
+        for part in ("train", "val", "test"):
+            if split is not None and [r.path for r in getattr(member, part)] != [r.path for r in getattr(split, part)]:
+                raise SplitMismatchError(f"ensemble member {ckpt} was trained on another split than {ckpt_paths[0]} ({part} part differs)")
         split = split or member
-    return getattr(split, part)
+    return split
 
 
 def select_rows(data_cfg: dict, part: str, ckpt_paths: list[str | Path] | None = None) -> list[Utterance]:
     """The target corpus's files: all of them (``part=all``, after the gender filter),
     or one part (``train``/``val``/``test``) of the split the checkpoint was trained
-    with, read from its run directory (:func:`recorded_rows`).
+    with, read from its run directory (:func:`recorded_split`).
 
     Raises:
         ValueError: unknown part or gender; ``part`` other than ``all`` without a checkpoint.
         CorpusNotFoundError, UnknownLabelError: from the reader.
-        SplitMismatchError: see :func:`recorded_rows`.
+        SplitMismatchError: see :func:`recorded_split`.
     """
     if part not in ("all", "train", "val", "test"):
         raise ConfigError(f"part='{part}' is unknown; allowed: all, train, val, test")
     if part != "all":
         if not ckpt_paths:
             raise ConfigError(f"part={part} needs the checkpoint whose recorded split it is")
-        return recorded_rows(ckpt_paths, part, data_cfg)
+        return getattr(recorded_split(ckpt_paths, data_cfg), part)
     rows = read_corpus(data_cfg["corpus"], data_cfg["root"], **dict(data_cfg.get("reader_args") or {}))
     gender = data_cfg.get("gender")
     if gender not in (None, "female", "male"):
@@ -204,7 +206,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
 
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
-    from ser_lightning.evaluation.scoring import UTTERANCE_MODE, modes_for, score_utterances
+    from ser_lightning.evaluation.scoring import modes_for, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
@@ -217,10 +219,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     audio = load_or_decode([r.path for r in kept], predictor.sample_rate, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0))
     decoded = [(i, r) for i, r in enumerate(kept) if r.path not in audio.errors]
     index = {c: k for k, c in enumerate(predictor.class_names)}
-    modes = modes_for(predictor, report_stats)
-    headline = test_stats if predictor.speaker_normalized else UTTERANCE_MODE
-    if headline not in modes:
-        modes.append(headline)
+    modes, headline = modes_for(predictor, report_stats, test_stats)
     by_stats, scored = {}, {}
     for mode in modes:
         scored[mode] = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
@@ -231,9 +230,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     main = by_stats[headline]
     confusion = np.asarray(main["confusion_matrix"])
     per_class = per_class_metrics(confusion, predictor.class_names)
-    war, uar = war_uar(confusion)
     report = {
-        "eval/war": war, "eval/uar": uar, "eval/f1_macro": macro_f1(per_class),
+        "eval/war": main["war"], "eval/uar": main["uar"], "eval/f1_macro": main["f1_macro"],
         "scoring": scoring, "test_stats": headline, "eval_by_stats": by_stats,
         "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,

@@ -44,16 +44,13 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         ValueError: ``test_stats`` names a mode that does not apply to the model, or an
             unknown ``calibration``.
     """
-    from ser_lightning.evaluation.scoring import UTTERANCE_MODE, modes_for, score_utterances
+    from ser_lightning.evaluation.scoring import modes_for, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     method = str(cfg.get("calibration", "auto"))
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
     predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
-    modes = modes_for(predictor, list(cfg.get("report_stats") or []) or None)
-    headline = UTTERANCE_MODE if not predictor.speaker_normalized else str(cfg.get("test_stats", "training"))
-    if headline not in modes:
-        modes.append(headline)
+    modes, headline = modes_for(predictor, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "training")))
     raw: dict[str, dict] = {}
     for part in ("val", "test"):
         rows = getattr(dm.split, part)
@@ -117,7 +114,7 @@ def scoring_report(cfg, dm, scores: dict, calibration: dict) -> dict:
     every mode's scores, the calibration, the confusion matrices and per-class scores."""
     test = scores["test"]
     confusion = np.asarray(test["headline"]["confusion_matrix"])
-    report = {f"{part}/{key}": float(scores[part]["headline"][key]) for part in ("val", "test") for key in ("war", "uar", "f1_macro")}
+    report = headline_metrics(scores)
     for when, suffix in (("after", ""), ("before", "_uncalibrated")):
         report.update({f"test/{m}{suffix}": float(calibration["test"][when][m]) for m in ("ece", "nll", "brier")})
     report.update({

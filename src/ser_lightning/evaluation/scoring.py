@@ -55,15 +55,27 @@ def parse_stats_mode(mode: str) -> tuple[str, int | None]:
                      f"{UTTERANCE_MODE}")
 
 
-def modes_for(predictor, modes: list[str] | tuple[str, ...] | None = None) -> list[str]:
-    """The statistics modes that apply to ``predictor``'s model: ``modes`` (default
-    :data:`SPEAKER_MODES`) for a speaker-normalised model, else just ``utterance``."""
+def modes_for(predictor, modes: list[str] | tuple[str, ...] | None = None, headline: str = "training") -> tuple[list[str], str]:
+    """The statistics modes to score ``predictor``'s model under, and the headline one.
+
+    Args:
+        modes: for a speaker-normalised model, the modes to report (default
+            :data:`SPEAKER_MODES`); a model without speaker normalisation has only ``utterance``.
+        headline: the mode behind the headline scores (``test_stats``) of a
+            speaker-normalised model; added to the modes when missing.
+
+    Returns:
+        ``(modes, headline mode)``.
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
     if not predictor.speaker_normalized:
-        return [UTTERANCE_MODE]
-    modes = list(modes or SPEAKER_MODES)
-    for mode in modes:
+        return [UTTERANCE_MODE], UTTERANCE_MODE
+    modes = [m for m in (modes or SPEAKER_MODES) if m != UTTERANCE_MODE]
+    for mode in (*modes, headline):
         parse_stats_mode(mode)
-    return [m for m in modes if m != UTTERANCE_MODE]
+    return modes + ([headline] if headline not in modes else []), headline
 
 
 def enrolment_choice(paths: list[str], k: int, seed: int, speaker: str) -> list[int]:

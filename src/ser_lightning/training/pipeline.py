@@ -155,15 +155,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best = scored_checkpoint(trainer, cfg, output_dir)
             scores = score_run(best, dm, cfg)
             metrics.update(headline_metrics(scores, parts=("val", "test") if cfg.get("test", True) else ("val",)))
-            calibration = None
+            scored = None
             if cfg.get("test", True):
                 calibration = calibration_report(scores, output_dir, f"{cfg.data.corpus} {cfg.model.backbone.name}")
-                metrics.update({k: v for k, v in scoring_report(cfg, dm, scores, calibration).items() if k.startswith("test/")})
+                scored = scoring_report(cfg, dm, scores, calibration)
+                metrics.update({k: v for k, v in scored.items() if k.startswith("test/")})
             for lg in loggers:
                 lg.log_metrics({k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) and k.count("/") == 1},
                                step=trainer.global_step)
-            if cfg.get("test", True):
-                write_report(cfg, dm, model, trainer, metrics, scores, calibration, best, timer, time.perf_counter() - start)
+            if scored is not None:
+                write_report(cfg, dm, model, trainer, metrics, scored, best, timer, time.perf_counter() - start)
                 log_test_figures(loggers, scores["test"]["headline"]["confusion_matrix"], dm.class_names)
     finally:
         finish_loggers(loggers, output_dir)
@@ -209,8 +210,9 @@ def log_test_figures(loggers: list, confusion, class_names: list[str]) -> None:
             log_wandb(lg, confusion, class_names)
 
 
-def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, best: Path, timer, wall_seconds) -> None:
-    """Write ``metrics.json``, ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
+def write_report(cfg, dm, model, trainer, metrics, scored: dict, best: Path, timer, wall_seconds) -> None:
+    """Write ``metrics.json`` (``scored``: :func:`~ser_lightning.evaluation.run_scoring.scoring_report`,
+    plus the training keys), ``per_class_metrics.csv`` and ``confusion_matrix.png`` and
     print the result table."""
     output_dir = Path(cfg.paths.output_dir)
     ckpt = trainer.checkpoint_callback
@@ -219,7 +221,7 @@ def write_report(cfg, dm, model, trainer, metrics, scores, calibration: dict, be
     except ValueError:
         best_rel = str(best)
     report = {
-        **scoring_report(cfg, dm, scores, calibration),
+        **scored,
         # the training loop's selection score (centred clips, validation speakers' own statistics)
         "best_val_uar": float(ckpt.best_model_score) if ckpt is not None and ckpt.best_model_score is not None else None,
         # relative to the run directory: what eval.py, ensembles and results load
