@@ -43,6 +43,23 @@ def checkpoint_paths(ckpt_path) -> str | list[str]:
 CHECKOUT = Path(__file__).resolve().parents[3]
 
 
+def enrol_speaker(predictor, spec) -> None:
+    """``enrol=<files, folder or glob>`` of ``predict.py`` and ``stream.py``: the speaker's
+    statistics from those recordings (:meth:`~ser_lightning.inference.predictor.Predictor.enrol`);
+    recordings that cannot be read are named on stderr and left out.
+
+    Raises:
+        InputNotFoundError: nothing matches ``spec``.
+        ValueError: none of the recordings could be read.
+    """
+    from ser_lightning.inference.inputs import expand_inputs
+
+    files = expand_inputs(spec)
+    for problem in predictor.enrol(files):
+        print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
+    print(f"speaker statistics from {len(files)} enrolment recording(s)", file=sys.stderr)
+
+
 def config_dir() -> Path:
     """``$SER_CONFIG_DIR``, else the checkout's ``conf/``.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import checkpoint_paths
+from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
 from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
@@ -41,12 +41,9 @@ def run_predict(cfg: DictConfig) -> int:
             calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
         files = expand_inputs(cfg.input)
         if speaker_stats == "enrol" and predictor.speaker_normalized:
-            enrol_files = expand_inputs(cfg.enrol) if cfg.get("enrol") else []
-            if not enrol_files:
+            if not cfg.get("enrol"):
                 raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
-            for problem in predictor.enrol(enrol_files):
-                print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
-            print(f"speaker statistics from {len(enrol_files)} enrolment recording(s)", file=sys.stderr)
+            enrol_speaker(predictor, cfg.enrol)
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

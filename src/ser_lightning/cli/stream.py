@@ -168,13 +168,12 @@ def format_event(event) -> str:
 def run_stream(cfg: DictConfig) -> int:
     """Run ``stream.py``; returns the exit code: 0 (ended, Ctrl-C included), 1 (the
     source failed mid-stream; what was heard is still written), 2 (usage error)."""
-    from ser_lightning.cli.common import checkpoint_paths
+    from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
     from ser_lightning.data.vad import build_vad
     from ser_lightning.errors import AudioDecodeError
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
     from ser_lightning.inference.predictor import Predictor
-    from ser_lightning.inference.inputs import expand_inputs
     from ser_lightning.inference.writers import write_timeline
 
     if cfg.get("list_devices"):
@@ -199,8 +198,7 @@ def run_stream(cfg: DictConfig) -> int:
                                               silence_dbfs=cfg.get("silence_dbfs"),
                                               speaker_stats="enrol" if cfg.get("enrol") else "training")
         if cfg.get("enrol") and predictor.speaker_normalized:  # the speaker's statistics, as predict.py enrol=
-            for problem in predictor.enrol(expand_inputs(cfg.enrol)):
-                print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
+            enrol_speaker(predictor, cfg.enrol)
         vad_settings = dict(cfg.get("vad_settings") or {})
         live = StreamingPredictor(predictor, rate, vad=build_vad(cfg.vad, **vad_settings))
     except SERUserError as exc:  # SourceError, CheckpointError, AudioDecodeError, ConfigError ...
