@@ -177,7 +177,12 @@ def test_stream_py_file_end_to_end(ckpt, conversation, tmp_path):
 
 
 def test_stream_py_ctrl_c_flushes_the_timeline(ckpt, conversation, tmp_path):
-    path, _ = conversation
+    # Four times the conversation (about 100 s): on a loaded machine the stream falls
+    # behind real time while the model warms up and then catches up in a burst; the input
+    # must outlast that burst, or it ends before Ctrl-C arrives.
+    wave, rate = sf.read(str(conversation[0]), dtype="float32")
+    path = tmp_path / "long_conversation.flac"
+    sf.write(str(path), np.concatenate([wave] * 4), rate)
     timeline = tmp_path / "live.json"
     proc = subprocess.Popen([sys.executable, str(REPO / "stream.py"), f"ckpt_path={ckpt}", f"source={path}", "realtime=true",
                              "vad=none", f"timeline={timeline}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
