@@ -369,3 +369,15 @@ def test_pooled_bins_give_the_ece_of_all_examples_and_a_calibrated_model_sits_at
     floor = ece_noise_floor(pooled)
     assert 0 < floor < 0.1 and abs(together["ece"] - floor) < 0.04  # a calibrated model: ECE is sampling noise
     assert ece_noise_floor(pooled, seed=1) == pytest.approx(floor, abs=0.01)
+
+
+def test_restricted_softmax_gives_zero_to_left_out_classes():
+    from ser_lightning.inference.calibration import calibrated_probabilities
+
+    logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    probs = calibrated_probabilities(logits, 2.0, np.array([False, True, True]))
+    assert probs[:, 0].tolist() == [0.0, 0.0]
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert probs.argmax(axis=1).tolist() == [2, 1]  # row 0's arg-max moves off the left-out class
+    expected = np.exp(logits[0, 1:] / 2) / np.exp(logits[0, 1:] / 2).sum()
+    assert np.allclose(probs[0, 1:], expected, atol=1e-6)

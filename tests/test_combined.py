@@ -126,3 +126,40 @@ def test_combined_run_reports_test_metrics_per_corpus(data_dir, tmp_path):
     (prediction,) = predictor.predict([str(data_dir / "savee" / "ALL" / "DC_a01.flac")])
     assert prediction.error is None and prediction.label in report["class_names"]
     assert len(report["class_names"]) == 7
+
+
+def test_leave_one_corpus_out_split(combined_rows):
+    rows = combined_rows
+    split = make_split(rows, "corpus", val_fraction=0.15, seed=3, test_corpus="savee")
+    assert split.protocol == "loco-savee"
+    assert {r.corpus for r in split.test} == {"savee"} and len(split.test) == 360
+    assert "savee" not in {r.corpus for r in split.train + split.val}
+    # validation holds out whole speakers of the corpora with 3+ speakers only (RAVDESS here)
+    train_spk, val_spk = {r.speaker for r in split.train}, {r.speaker for r in split.val}
+    assert not train_spk & val_spk
+    assert {r.corpus for r in split.val} == {"ravdess"} and len(val_spk) == 3
+    assert {r.corpus for r in split.train} == {"tess", "ravdess", "crema_d"}
+    assert len(split.train) + len(split.val) + len(split.test) == len(rows)
+    # leaving RAVDESS out: SAVEE (3 speakers) is the one to validate on
+    split = make_split(rows, "corpus", val_fraction=0.15, seed=3, test_corpus="ravdess")
+    assert {r.corpus for r in split.val} == {"savee"} and len({r.speaker for r in split.val}) == 1
+    with pytest.raises(ValueError, match="test_corpus"):
+        make_split(rows, "corpus")
+    with pytest.raises(ValueError, match="emodb"):
+        make_split(rows, "corpus", test_corpus="emodb")
+    two = [r for r in rows if r.corpus in ("tess", "savee")]
+    with pytest.raises(ValueError, match="3 or more"):
+        make_split(two, "corpus", test_corpus="savee")
+
+
+def test_corpus_sampler_draws_each_corpus_equally(data_dir, tmp_path):
+    dm = SERDataModule("combined", str(data_dir), reader_args={"corpora": ["tess", "savee", "crema_d"]}, sampler="corpus",
+                       split="corpus", test_corpus="crema_d", cache_dir=str(tmp_path), batch_size=64)
+    dm.setup("fit")
+    rows = dm.split.train
+    assert Counter(r.corpus for r in rows)["tess"] > 10 * Counter(r.corpus for r in rows)["savee"]
+    torch.manual_seed(0)
+    drawn = Counter(rows[i].corpus for _ in range(3) for i in iter(dm.train_dataloader().sampler))
+    total = sum(drawn.values())
+    assert set(drawn) == {"tess", "savee"}
+    assert abs(drawn["tess"] / total - 0.5) < 0.03

@@ -137,6 +137,37 @@ def test_checkpoint_on_another_corpus_maps_or_drops_calm(savee_run, mini_ravdess
     assert {p["true"] for p in preds if "-02-" in Path(p["path"]).name[5:9]} == {"neutral"}  # calm scored as neutral
 
 
+def test_classes_target_restricts_the_argmax_to_the_target_label_set(savee_run, mini_ravdess, tmp_path):
+    """classes=target (eval.py's default): a SAVEE model on RAVDESS neutral/calm/happy/angry
+    can only answer those; the unrestricted score is reported beside it, and predict.py
+    with the same classes=[...] gives the same labels (one scoring path)."""
+    from ser_lightning.inference.predictor import Predictor
+
+    ckpt = savee_run / "checkpoints" / "best.ckpt"
+    data = {"corpus": "ravdess", "root": str(mini_ravdess), "cache_dir": None}
+    target = evaluate_checkpoint(ckpt, data, label_map={"calm": "neutral"}, device="cpu", output_dir=tmp_path / "target")
+    unrestricted = evaluate_checkpoint(ckpt, data, label_map={"calm": "neutral"}, device="cpu", classes="all")
+    assert target["target_classes"] == ["neutral", "happy", "angry"]
+    cm, cm_all = np.array(target["confusion_matrix"]), np.array(unrestricted["confusion_matrix"])
+    absent = [SAVEE_CLASSES.index(c) for c in target["absent"]]
+    assert cm[:, absent].sum() == 0 and cm.sum() == cm_all.sum() == 16
+    # the arg-max over a subset that holds the true class keeps every right answer
+    assert target["eval/war"] >= unrestricted["eval/war"]
+    assert np.all(np.diag(cm) >= np.diag(cm_all))
+    for report in (target, unrestricted):
+        assert report["eval_by_classes"]["target"]["uar"] == pytest.approx(target["eval/uar"])
+        assert report["eval_by_classes"]["all"]["uar"] == pytest.approx(unrestricted["eval/uar"])
+    with (tmp_path / "target" / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", classes=target["target_classes"])
+    labels = {Path(p.source).name: p.label for p in predictor.predict([r["path"] for r in rows])}
+    assert labels == {Path(r["path"]).name: r["predicted"] for r in rows}
+    with pytest.raises(ValueError, match="no class"):
+        Predictor.from_checkpoint(ckpt, device="cpu", classes=["neutral", "calm"])
+    with pytest.raises(ValueError, match="classes="):
+        evaluate_checkpoint(ckpt, data, device="cpu", classes="common")
+
+
 def test_eval_cli_reports_unmapped_classes(savee_run, mini_ravdess, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={savee_run / 'checkpoints' / 'best.ckpt'}",

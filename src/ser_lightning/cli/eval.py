@@ -28,7 +28,8 @@ def run_eval(cfg: DictConfig) -> int:
                                      batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir,
                                      scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
                                      report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)),
-                                     calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
+                                     calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
+                                     classes=str(cfg.get("classes") or "target"))
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -39,7 +40,9 @@ def run_eval(cfg: DictConfig) -> int:
     for label, n in report["dropped"].items():
         print(f"  dropped   {label}: {n} files (no such class in the model; unknown_labels={report['unknown_labels']})")
     if report["absent"]:
-        print(f"  absent    {', '.join(report['absent'])} (model classes with no file here; predicting them counts as an error)")
+        what = ("cannot be predicted: classes=target" if report["classes"] == "target"
+                else "predicting them counts as an error; classes=target leaves them out")
+        print(f"  absent    {', '.join(report['absent'])} (model classes with no file here; {what})")
     if report["skipped_files"]:
         print(f"  skipped   {len(report['skipped_files'])} files that cannot be decoded (listed in metrics.json)")
     metrics = {k.replace("eval/", "test/"): v for k, v in report.items() if k.startswith("eval/")}
@@ -47,7 +50,11 @@ def run_eval(cfg: DictConfig) -> int:
     print(f"  calibration: T = {cal['temperature']:.3g}; ECE {100 * cal['before']['ece']:.1f} % at T = 1, "
           f"{100 * cal['after']['ece']:.1f} % at T = {cal['temperature']:.3g} (15 bins, top label)")
     others = [f"{m} {100 * r['uar']:.1f}" for m, r in report["eval_by_stats"].items() if m != report["test_stats"]]
-    note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}"
+    note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}, classes={report['classes']}"
+    unrestricted, restricted = report["eval_by_classes"]["all"], report["eval_by_classes"]["target"]
+    if report["absent"]:
+        note += (f"\nUAR % with the arg-max over the target's {len(report['target_classes'])} classes: {100 * restricted['uar']:.1f}; "
+                 f"over all {len(report['model_classes'])} model classes: {100 * unrestricted['uar']:.1f}")
     note += f" (UAR % under the other statistics: {', '.join(others)})" if others else ""
     print(format_table(metrics, f"test on {report['corpus']} ({report['part']})") + f"\n{note}\nreport: {output_dir / 'metrics.json'}\n")
     return 0

@@ -38,7 +38,8 @@ def run_predict(cfg: DictConfig) -> int:
             checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
             speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
-            calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
+            calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
+            classes=list(cfg.classes) if cfg.get("classes") else None)
         files = expand_inputs(cfg.input)
         if speaker_stats == "enrol" and predictor.speaker_normalized:
             if not cfg.get("enrol"):

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 __all__ = ["DataQualityError", "SERDataModule"]  # DataQualityError lives in data/usable.py
 
 
+#: ``data.sampler`` values (see :class:`SERDataModule`); ``none``/null: plain shuffling.
+SAMPLERS = ("none", "balanced", "corpus", "corpus_class")
+
+
 class SERDataModule(L.LightningDataModule):
     """Speech emotion data for one corpus (or a manifest), split and featurised.
 
@@ -70,11 +74,16 @@ class SERDataModule(L.LightningDataModule):
         extra_labels: labels accepted beyond the canonical set (manifests).
         test_speakers, train_speakers: speaker ids for ``split=cross`` (with or
             without the ``corpus:`` prefix).
+        test_corpus: the corpus ``split=corpus`` (leave-one-corpus-out) tests on.
         reader_args: extra keyword arguments of the corpus reader (``data=combined``:
             ``corpora``, ``roots``, ``calm``).
-        sampler: ``None`` (shuffle) or ``"balanced"``: draw training examples with
+        sampler: ``None`` (shuffle); ``"balanced"``: draw training examples with
             ``WeightedRandomSampler`` (weight 1 / class count, with replacement), so each
-            class is seen equally often per epoch. An alternative to class-weighted loss.
+            class is seen equally often per epoch (an alternative to class-weighted
+            loss); ``"corpus"``: weight 1 / corpus count, so each corpus of a combined
+            training set is drawn equally often (a small corpus is not drowned by a
+            large one); ``"corpus_class"``: weight 1 / count of the (corpus, class)
+            pair, both at once.
         trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
             trailing silence once, when the waveform cache is built (part of its key),
             before clips are cropped (:func:`ser_lightning.data.vad.trim_silence`).
@@ -109,6 +118,7 @@ class SERDataModule(L.LightningDataModule):
         reader_args: dict | None = None,
         sampler: str | None = None,
         trim: str = "none",
+        test_corpus: str | None = None,
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -117,8 +127,8 @@ class SERDataModule(L.LightningDataModule):
             raise ConfigError(f"data.clip_seconds must be > 0, got {clip_seconds}")
         if batch_size <= 0:
             raise ConfigError(f"data.batch_size must be > 0, got {batch_size}")
-        if sampler not in (None, "none", "balanced"):
-            raise ConfigError(f"data.sampler='{sampler}' is not allowed; use balanced or null")
+        if sampler not in (None, *SAMPLERS):
+            raise ConfigError(f"data.sampler='{sampler}' is not allowed; use one of {list(SAMPLERS)} or null")
         if not 0.0 < subset_fraction <= 1.0:
             raise ConfigError(f"data.subset_fraction must be in (0, 1], got {subset_fraction}")
         if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
@@ -127,7 +137,7 @@ class SERDataModule(L.LightningDataModule):
             raise ConfigError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
         self.corpus, self.root = corpus, root
         self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
-                               test_speakers=test_speakers, train_speakers=train_speakers)
+                               test_speakers=test_speakers, train_speakers=train_speakers, test_corpus=test_corpus)
         self.reader_args = dict(reader_args or {})
         self.sampler = None if sampler == "none" else sampler
         check_trim(trim, sample_rate)
@@ -160,7 +170,7 @@ class SERDataModule(L.LightningDataModule):
             "val_fraction": val_fraction, "test_fraction": test_fraction, "gender": gender,
             "test_speakers": test_speakers, "train_speakers": train_speakers, "reader_args": self.reader_args,
             "extra_labels": list(self.extra_labels), "sample_rate": sample_rate, "clip_seconds": clip_seconds,
-            "min_seconds": min_seconds, "subset_fraction": subset_fraction})
+            "min_seconds": min_seconds, "subset_fraction": subset_fraction, "test_corpus": test_corpus})
         self.split_fingerprint: str | None = None
 
     @property
@@ -262,11 +272,20 @@ class SERDataModule(L.LightningDataModule):
         """``[n]`` class indices of a part of the split, in loader order (unshuffled)."""
         return self._datasets[part].targets
 
-    def _balanced_sampler(self) -> WeightedRandomSampler:
-        """Draws training examples with probability proportional to 1 / class count."""
-        targets = self._datasets["train"].targets
-        counts = torch.bincount(targets, minlength=len(self.class_names)).clamp_min(1)
-        return WeightedRandomSampler((1.0 / counts.double())[targets], num_samples=len(targets), replacement=True)
+    def _weighted_sampler(self) -> WeightedRandomSampler:
+        """Draws training examples with probability proportional to 1 / (size of their
+        group): the class (``sampler=balanced``), the corpus (``corpus``) or the (corpus,
+        class) pair (``corpus_class``); one epoch is as many draws as training clips."""
+        rows = self.split.train
+        if self.sampler == "balanced":
+            keys = [r.label for r in rows]
+        elif self.sampler == "corpus":
+            keys = [r.corpus for r in rows]
+        else:
+            keys = [(r.corpus, r.label) for r in rows]
+        counts = Counter(keys)
+        weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
+        return WeightedRandomSampler(weights, num_samples=len(keys), replacement=True)
 
     def _on_cuda(self) -> bool:
         """Whether batches go to a CUDA device (the trainer's, else any visible GPU)."""
@@ -285,7 +304,7 @@ class SERDataModule(L.LightningDataModule):
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         workers, pin = self.loader_settings()
-        sampler = self._balanced_sampler() if shuffle and self.sampler == "balanced" else None
+        sampler = self._weighted_sampler() if shuffle and self.sampler else None
         return DataLoader(
             self._datasets[part],
             batch_size=self.batch_size,

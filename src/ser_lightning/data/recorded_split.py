@@ -44,7 +44,7 @@ FINGERPRINT_CHARS = 16
 DATA_SETTING_KEYS = (
     "corpus", "split", "seed", "fold", "num_folds", "val_fraction", "test_fraction", "gender",
     "test_speakers", "train_speakers", "reader_args", "extra_labels", "sample_rate", "clip_seconds",
-    "min_seconds", "subset_fraction",
+    "min_seconds", "subset_fraction", "test_corpus",
 )
 
 
@@ -117,7 +117,7 @@ def _plain(value: Any) -> Any:
 DATA_SETTING_DEFAULTS: dict[str, Any] = {
     "split": "auto", "seed": 0, "fold": 0, "num_folds": 5, "val_fraction": 0.15, "test_fraction": 0.15, "gender": None,
     "test_speakers": None, "train_speakers": None, "reader_args": None, "extra_labels": (), "sample_rate": 16000,
-    "clip_seconds": 3.0, "min_seconds": 0.1, "subset_fraction": 1.0,
+    "clip_seconds": 3.0, "min_seconds": 0.1, "subset_fraction": 1.0, "test_corpus": None,
 }
 
 

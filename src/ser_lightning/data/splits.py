@@ -12,6 +12,10 @@ Protocols (``data.split``):
 - ``cross``: cross-speaker: train on ``train_speakers`` (all others when not given),
   test on ``test_speakers``; validation is a stratified random part of the training
   speakers' utterances, so it works with 2 speakers (TESS: train OAF, test YAF).
+- ``corpus``: leave-one-corpus-out (LOCO, ``data=combined``): test on every utterance of
+  ``test_corpus``, train on the other corpora; validation holds out speakers of each
+  training corpus with 3 or more speakers (so model selection and calibration see
+  voices not trained on), see :func:`corpus_split`.
 - ``auto``: ``speaker`` when the corpus has 3 or more speakers, else ``random``.
 
 With rows from several corpora (``data=combined``), ``speaker`` splits each corpus on
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from ser_lightning.data.corpora import Utterance
 from ser_lightning.errors import ConfigError
 
-SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso", "cross")
+SPLIT_PROTOCOLS = ("auto", "random", "speaker", "kfold", "loso", "cross", "corpus")
 
 
 @dataclass
@@ -257,6 +261,46 @@ def per_corpus_speaker_split(rows: list[Utterance], val_fraction: float, test_fr
     return Split(train=train, val=val, test=test, protocol="speaker-per-corpus")
 
 
+def corpus_split(rows: list[Utterance], test_corpus: str | None, val_fraction: float, seed: int) -> Split:
+    """Leave-one-corpus-out: test on all of ``test_corpus``, train on the other corpora.
+
+    Validation: each training corpus with 3 or more speakers gives the validation part
+    of :func:`speaker_split` (``val_fraction`` of its speakers, at least one, chosen with
+    ``seed``); corpora with fewer speakers (TESS, the CREMA-D sample) only train. Every
+    validation speaker is therefore unseen in training, as every test speaker is, so
+    the checkpoint chosen on validation and the temperature fitted there are chosen on
+    new voices (the cross-corpus protocol of e.g. Schuller et al., 2010, "Cross-corpus
+    acoustic emotion recognition: variances and strategies").
+
+    Raises:
+        ConfigError: no ``test_corpus``, a name not among the rows' corpora, or no
+            training corpus left, or no training corpus with 3 or more speakers.
+    """
+    corpora = sorted({r.corpus for r in rows})
+    if not test_corpus:
+        raise ConfigError(f"data.split=corpus needs data.test_corpus, one of {corpora}")
+    if test_corpus not in corpora:
+        raise ConfigError(f"data.test_corpus='{test_corpus}' is not among the data's corpora {corpora} "
+                          f"(data.reader_args.corpora lists what data=combined reads)")
+    if len(corpora) < 2:
+        raise ConfigError(f"data.split=corpus needs at least two corpora; the data has {corpora}")
+    train, val = [], []
+    for corpus in corpora:
+        if corpus == test_corpus:
+            continue
+        part_rows = [r for r in rows if r.corpus == corpus]
+        if len(speakers_of(part_rows)) >= 3:
+            part = speaker_split(part_rows, val_fraction, 0.0, seed)
+            train += part.train + part.test  # speaker_split's 1-speaker "test" share trains here
+            val += part.val
+        else:
+            train += part_rows
+    if not val:
+        raise ConfigError(f"data.split=corpus: no training corpus of {[c for c in corpora if c != test_corpus]} has 3 or more "
+                          f"speakers to validate on")
+    return Split(train=train, val=val, test=[r for r in rows if r.corpus == test_corpus], protocol=f"loco-{test_corpus}")
+
+
 def make_split(
     rows: list[Utterance],
     protocol: str = "auto",
@@ -267,6 +311,7 @@ def make_split(
     num_folds: int = 5,
     test_speakers: list[str] | tuple[str, ...] | None = None,
     train_speakers: list[str] | tuple[str, ...] | None = None,
+    test_corpus: str | None = None,
 ) -> Split:
     """Split ``rows`` by ``protocol`` (one of :data:`SPLIT_PROTOCOLS`).
 
@@ -287,6 +332,8 @@ def make_split(
         return loso_split(rows, fold)
     if protocol == "cross":
         return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed)
+    if protocol == "corpus":
+        return corpus_split(rows, test_corpus, val_fraction, seed)
     raise ConfigError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")
 
 

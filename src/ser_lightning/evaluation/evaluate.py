@@ -33,6 +33,8 @@ from ser_lightning.metrics import per_class_metrics
 log = logging.getLogger(__name__)
 
 UNKNOWN_LABEL_POLICIES = ("map", "drop", "error")
+#: ``eval.py classes=``: ``target`` (arg-max over the classes the evaluated data has) or ``all``.
+CLASS_POLICIES = ("target", "all")
 
 
 @dataclass
@@ -172,7 +174,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
                         label_map: dict[str, str] | None = None, batch_size: int = 32, device: str | None = None,
                         output_dir: str | Path | None = None, scoring: str = "windows", test_stats: str = "training",
                         report_stats: list[str] | None = None, enrol_seed: int = 0, calibration: str = "checkpoint",
-                        temperature: float | None = None) -> dict:
+                        temperature: float | None = None, classes: str = "target") -> dict:
     """Evaluate a checkpoint (or a list of them, an ensemble, see
     :meth:`~ser_lightning.inference.predictor.Predictor.from_checkpoint`) on the corpus of
     ``data_cfg`` (a resolved ``conf/data``), through the one scoring path
@@ -189,6 +191,11 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
             :data:`ser_lightning.evaluation.scoring.SPEAKER_MODES`).
         enrol_seed: seed of the enrolment draw.
         calibration, temperature: see :meth:`~ser_lightning.inference.predictor.Predictor.from_checkpoint`.
+        classes: ``target``: the prediction is the arg-max over the model classes the
+            target data has (after the label mapping), as cross-corpus studies score
+            (RAVDESS ``calm`` cannot be chosen for a corpus without it); ``all``: over
+            every class of the model. Both are reported (``eval_by_classes``); this one
+            is behind ``eval/*`` and ``eval_by_stats``.
 
     Returns:
         The report: ``eval/war``, ``eval/uar``, ``eval/f1_macro`` (fractions; UAR and
@@ -209,6 +216,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     from ser_lightning.evaluation.scoring import modes_for, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
+    if classes not in CLASS_POLICIES:
+        raise ConfigError(f"classes='{classes}' is unknown; allowed: {list(CLASS_POLICIES)}")
     predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
     paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
     rows = select_rows(data_cfg, part, paths)
@@ -219,20 +228,28 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     audio = load_or_decode([r.path for r in kept], predictor.sample_rate, data_cfg.get("cache_dir"), data_cfg.get("min_seconds", 0.0))
     decoded = [(i, r) for i, r in enumerate(kept) if r.path not in audio.errors]
     index = {c: k for k, c in enumerate(predictor.class_names)}
+    target_classes = [c for c in predictor.class_names if c in {mapping.mapping[r.label] for _, r in decoded}]
+    allowed = np.array([c in target_classes for c in predictor.class_names]) if len(target_classes) >= 2 else None
     modes, headline = modes_for(predictor, report_stats, test_stats)
-    by_stats, scored = {}, {}
+    by_stats, scored, by_classes = {}, {}, {}
     for mode in modes:
-        scored[mode] = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
+        unrestricted = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
                                         [index[mapping.mapping[r.label]] for _, r in decoded],
                                         lambda j: audio.wave(decoded[j][0]), mode, corpora=[r.corpus for _, r in decoded],
                                         seed=enrol_seed, batch_size=batch_size)
+        restricted = unrestricted.restricted(allowed)
+        scored[mode] = restricted if classes == "target" else unrestricted
         by_stats[mode] = scored[mode].report()
+        if mode == headline:
+            by_classes = {name: {k: part.report()[k] for k in ("war", "uar", "f1_macro")}
+                          for name, part in (("all", unrestricted), ("target", restricted))}
     main = by_stats[headline]
     confusion = np.asarray(main["confusion_matrix"])
     per_class = per_class_metrics(confusion, predictor.class_names)
     report = {
         "eval/war": main["war"], "eval/uar": main["uar"], "eval/f1_macro": main["f1_macro"],
         "scoring": scoring, "test_stats": headline, "eval_by_stats": by_stats,
+        "classes": classes, "target_classes": target_classes, "eval_by_classes": by_classes,
         "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,
         "mapped": mapping.mapped, "dropped": mapping.dropped, "absent": mapping.absent,

@@ -107,6 +107,8 @@ class ScoredPart:
         logits: per utterance, ``[n_windows, n_classes]`` raw logits of its classified
             windows (calibration is fitted on them and applied to them).
         temperature: the temperature ``probabilities`` were computed with.
+        allowed: ``[n_classes]`` bool, the classes the arg-max was restricted to
+            (``None``: all; see :meth:`restricted`).
     """
 
     mode: str
@@ -119,6 +121,7 @@ class ScoredPart:
     errors: dict[str, str] = field(default_factory=dict)
     logits: list[np.ndarray] = field(default_factory=list, repr=False)
     temperature: float = 1.0
+    allowed: np.ndarray | None = None
 
     def at_temperature(self, temperature: float) -> "ScoredPart":
         """The same utterances scored with another calibration temperature: each
@@ -126,8 +129,16 @@ class ScoredPart:
         as :class:`~ser_lightning.inference.predictor.Predictor` computes them (the model is not run again)."""
         from ser_lightning.inference.calibration import calibrated_probabilities
 
-        probs = np.array([calibrated_probabilities(lg, temperature).mean(axis=0) for lg in self.logits], dtype=np.float64)
+        probs = np.array([calibrated_probabilities(lg, temperature, self.allowed).mean(axis=0) for lg in self.logits], dtype=np.float64)
         return replace(self, probabilities=probs.reshape(self.probabilities.shape), temperature=float(temperature))
+
+    def restricted(self, allowed: np.ndarray | None) -> "ScoredPart":
+        """The same utterances with the softmax (so the arg-max) restricted to the
+        classes in ``allowed`` (``[n_classes]`` bool; ``None``: all), as a
+        :class:`~ser_lightning.inference.predictor.Predictor` built with ``classes=``
+        scores them (cross-corpus scoring on the target corpus's label set; the model
+        is not run again)."""
+        return replace(self, allowed=None if allowed is None else np.asarray(allowed, dtype=bool)).at_temperature(self.temperature)
 
     def window_logits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(logits [n_windows, n_classes], targets [n_windows], utterance [n_windows])``:
@@ -264,7 +275,7 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     keep = [scored[j] for j in ok]
     return ScoredPart(mode, [paths[i] for i in keep], [speakers[i] for i in keep], [corpora[i] for i in keep],
                       np.asarray([targets[i] for i in keep], dtype=np.int64), probs, enrolled, errors,
-                      [predictions[j].logits for j in ok], predictor.temperature)
+                      [predictions[j].logits for j in ok], predictor.temperature, predictor.allowed)
 
 
 def by_group(part: ScoredPart, groups: list[str]) -> dict[str, dict]:

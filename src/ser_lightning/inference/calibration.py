@@ -102,8 +102,18 @@ def checkpoint_temperature(hyper_parameters: dict) -> float:
     return _check_temperature(record["temperature"])
 
 
-def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0, allowed: np.ndarray | None = None) -> np.ndarray:
     """``[n, n_classes]`` logits -> ``softmax(logits / T)`` as float32 ``[n, n_classes]``:
     the one place the temperature meets the logits (an input's probabilities are the mean
-    of its windows' rows)."""
-    return torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)) / temperature, dim=-1).numpy()
+    of its windows' rows).
+
+    Args:
+        allowed: ``[n_classes]`` bool, the classes that may be predicted (``None``: all);
+            the softmax runs over those only and the others get probability 0 (the
+            arg-max over a target corpus's classes in cross-corpus scoring, e.g.
+            Schuller et al., 2010; ``eval.py classes=target``, ``predict.py classes=[...]``).
+    """
+    z = torch.from_numpy(np.asarray(logits, np.float32)) / temperature
+    if allowed is not None:
+        z = z.masked_fill(~torch.from_numpy(np.asarray(allowed, dtype=bool)), float("-inf"))
+    return torch.softmax(z, dim=-1).numpy()

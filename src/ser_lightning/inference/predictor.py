@@ -94,18 +94,22 @@ class Predictor:
         scoring: one of :data:`SCORING`.
         temperature: the calibration temperature ``T`` (Guo et al., 2017): every
             window's probabilities are ``softmax(logits / T)``; 1 leaves them as trained.
+        classes: the class names that may be predicted (``None``: all of the model's):
+            the softmax runs over these only, the others get probability 0 (for data
+            whose label set is known to be smaller, e.g. a corpus without ``calm``).
 
     Raises:
         ValueError: a non-positive window or hop, a window shorter than ``min_seconds``,
-            an unknown ``speaker_stats`` or ``scoring``, or a speaker-normalised model
-            without ``training_stats``.
+            an unknown ``speaker_stats`` or ``scoring``, a speaker-normalised model
+            without ``training_stats``, or ``classes`` naming a class the model lacks
+            or fewer than two classes.
     """
 
     def __init__(self, model: torch.nn.Module, features: FeatureExtractor, class_names: list[str], clip_seconds: float,
                  device: str | torch.device = "cpu", hop_seconds: float | None = None, window_seconds: float | None = None,
                  silence_dbfs: float | None = SILENCE_DBFS, min_seconds: float | None = None,
                  training_stats: tuple[torch.Tensor, torch.Tensor] | None = None, speaker_stats: str = "training",
-                 scoring: str = "windows", temperature: float = 1.0):
+                 scoring: str = "windows", temperature: float = 1.0, classes: list[str] | None = None):
         self.device = torch.device(device)
         # Channels-last 4-D weights make the cnn2d's convolutions and max-pooling take
         # oneDNN's vectorised NHWC kernels: 2.4x faster on a CPU batch of 32 windows,
@@ -136,6 +140,7 @@ class Predictor:
         if not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
         self.temperature = float(temperature)
+        self.allowed = allowed_classes(self.class_names, classes)
         self.speaker_stats = speaker_stats
         self.training_stats = None if training_stats is None else tuple(t.float().to(self.device) for t in training_stats)
         #: ``(mean, std)`` of the enrolment recordings (``speaker_stats="enrol"``), set by :meth:`enrol`.
@@ -160,7 +165,7 @@ class Predictor:
                 ensemble, the one fitted on the ensemble, e.g. by ``results.py ensemble``);
                 overrides ``calibration``.
             **kwargs: ``hop_seconds``, ``window_seconds``, ``silence_dbfs``, ``min_seconds``,
-                ``speaker_stats``, ``scoring``.
+                ``speaker_stats``, ``scoring``, ``classes``.
 
         Raises:
             CheckpointError: see :func:`load_checkpoint`, settings/weights that do not
@@ -221,7 +226,7 @@ class Predictor:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """``[n, n_classes]`` logits -> probabilities ``softmax(logits / temperature)``."""
-        return calibrated_probabilities(logits, self.temperature)
+        return calibrated_probabilities(logits, self.temperature, self.allowed)
 
     def probabilities(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
         """``[n, clip_samples]`` waveforms -> ``[n, n_classes]`` (calibrated) class
@@ -501,6 +506,25 @@ class Predictor:
                     pass
         return tqdm(total=round(total, 2), unit="s", desc="audio", dynamic_ncols=True,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}")
+
+
+def allowed_classes(class_names: list[str], classes: list[str] | None) -> np.ndarray | None:
+    """``[n_classes]`` bool mask of ``classes`` among the model's ``class_names``
+    (``None`` when ``classes`` is ``None``: every class may be predicted).
+
+    Raises:
+        ConfigError: a name the model has no class for (the model's classes are listed),
+            or fewer than two classes left (nothing to choose between).
+    """
+    if classes is None:
+        return None
+    unknown = [c for c in classes if c not in class_names]
+    if unknown:
+        raise ConfigError(f"classes={list(classes)}: the model has no class {unknown}; its classes are {class_names}")
+    mask = np.array([c in set(classes) for c in class_names])
+    if mask.sum() < 2:
+        raise ConfigError(f"classes={list(classes)}: at least two of the model's classes are needed to choose between")
+    return mask
 
 
 def _is_array_pair(item) -> bool:
