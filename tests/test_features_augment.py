@@ -79,4 +79,4 @@ def test_build_chain_from_config():
     assert [type(m) for m in build_chain(cfg, WAVEFORM_AUGMENTS)] == [AdditiveNoise]
     assert len(build_chain(cfg, SPECTROGRAM_AUGMENTS)) == 0
     with pytest.raises(ValueError, match="allowed"):
-        build_chain({"reverb": {"p": 1}}, WAVEFORM_AUGMENTS)
+        build_chain({"chorus": {"p": 1}}, WAVEFORM_AUGMENTS)  # "reverb" exists now
