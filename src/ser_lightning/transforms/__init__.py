@@ -1,4 +1,4 @@
-"""Transforms (``nn.Module``\ s in torchaudio's style, shapes in their docstrings): the
+"""Transforms (``nn.Module`` classes in torchaudio's style, shapes in their docstrings): the
 feature front-end (``features``: log-mel, MFCC), augmentation (``augment``: waveform,
 SpecAugment, mixup) and speaker normalisation (``speaker_norm``).
 
