@@ -163,3 +163,13 @@ def test_corpus_sampler_draws_each_corpus_equally(data_dir, tmp_path):
     total = sum(drawn.values())
     assert set(drawn) == {"tess", "savee"}
     assert abs(drawn["tess"] / total - 0.5) < 0.03
+
+
+def test_cross_split_with_held_out_validation_speakers(combined_rows):
+    split = make_split(combined_rows, "cross", test_speakers=["savee:DC"], val_speakers=["JE"])
+    assert {r.speaker for r in split.test} == {"savee:DC"} and {r.speaker for r in split.val} == {"savee:JE"}
+    assert {r.speaker for r in split.train}.isdisjoint({"savee:DC", "savee:JE"})
+    assert {r.corpus for r in split.train} == {"tess", "ravdess", "savee", "crema_d"}
+    assert len(split.train) + len(split.val) + len(split.test) == len(combined_rows)
+    with pytest.raises(ValueError, match="disjoint"):
+        make_split(combined_rows, "cross", test_speakers=["savee:DC"], val_speakers=["savee:DC"])

@@ -75,6 +75,8 @@ class SERDataModule(L.LightningDataModule):
         test_speakers, train_speakers: speaker ids for ``split=cross`` (with or
             without the ``corpus:`` prefix).
         test_corpus: the corpus ``split=corpus`` (leave-one-corpus-out) tests on.
+        val_speakers: ``split=cross``: validate on these speakers (held out of training)
+            instead of a random share of the training speakers' utterances.
         reader_args: extra keyword arguments of the corpus reader (``data=combined``:
             ``corpora``, ``roots``, ``calm``).
         sampler: ``None`` (shuffle); ``"balanced"``: draw training examples with
@@ -119,6 +121,7 @@ class SERDataModule(L.LightningDataModule):
         sampler: str | None = None,
         trim: str = "none",
         test_corpus: str | None = None,
+        val_speakers: list[str] | None = None,
     ):
         super().__init__()
         if gender not in (None, "female", "male"):
@@ -137,7 +140,8 @@ class SERDataModule(L.LightningDataModule):
             raise ConfigError(f"data.pin_memory must be 'auto', true or false, got {pin_memory!r}")
         self.corpus, self.root = corpus, root
         self.split_args = dict(protocol=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, fold=fold, num_folds=num_folds,
-                               test_speakers=test_speakers, train_speakers=train_speakers, test_corpus=test_corpus)
+                               test_speakers=test_speakers, train_speakers=train_speakers, test_corpus=test_corpus,
+                               val_speakers=val_speakers)
         self.reader_args = dict(reader_args or {})
         self.sampler = None if sampler == "none" else sampler
         check_trim(trim, sample_rate)
@@ -170,7 +174,8 @@ class SERDataModule(L.LightningDataModule):
             "val_fraction": val_fraction, "test_fraction": test_fraction, "gender": gender,
             "test_speakers": test_speakers, "train_speakers": train_speakers, "reader_args": self.reader_args,
             "extra_labels": list(self.extra_labels), "sample_rate": sample_rate, "clip_seconds": clip_seconds,
-            "min_seconds": min_seconds, "subset_fraction": subset_fraction, "test_corpus": test_corpus})
+            "min_seconds": min_seconds, "subset_fraction": subset_fraction, "test_corpus": test_corpus,
+            "val_speakers": val_speakers})
         self.split_fingerprint: str | None = None
 
     @property

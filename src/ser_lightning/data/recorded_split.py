@@ -44,7 +44,7 @@ FINGERPRINT_CHARS = 16
 DATA_SETTING_KEYS = (
     "corpus", "split", "seed", "fold", "num_folds", "val_fraction", "test_fraction", "gender",
     "test_speakers", "train_speakers", "reader_args", "extra_labels", "sample_rate", "clip_seconds",
-    "min_seconds", "subset_fraction", "test_corpus",
+    "min_seconds", "subset_fraction", "test_corpus", "val_speakers",
 )
 
 
@@ -117,7 +117,7 @@ def _plain(value: Any) -> Any:
 DATA_SETTING_DEFAULTS: dict[str, Any] = {
     "split": "auto", "seed": 0, "fold": 0, "num_folds": 5, "val_fraction": 0.15, "test_fraction": 0.15, "gender": None,
     "test_speakers": None, "train_speakers": None, "reader_args": None, "extra_labels": (), "sample_rate": 16000,
-    "clip_seconds": 3.0, "min_seconds": 0.1, "subset_fraction": 1.0, "test_corpus": None,
+    "clip_seconds": 3.0, "min_seconds": 0.1, "subset_fraction": 1.0, "test_corpus": None, "val_speakers": None,
 }
 
 
@@ -137,7 +137,7 @@ def normalize_data_settings(data_cfg: Mapping) -> dict[str, Any]:
     for k in ("seed", "fold", "num_folds", "sample_rate"):
         if isinstance(out[k], float) and out[k].is_integer():
             out[k] = int(out[k])
-    for k in ("test_speakers", "train_speakers", "extra_labels"):
+    for k in ("test_speakers", "train_speakers", "val_speakers", "extra_labels"):
         if isinstance(out[k], list):
             out[k] = sorted(str(v) for v in out[k]) or ([] if k == "extra_labels" else None)
     out["reader_args"] = out["reader_args"] or {}

@@ -11,7 +11,8 @@ Protocols (``data.split``):
   and validates on the next one.
 - ``cross``: cross-speaker: train on ``train_speakers`` (all others when not given),
   test on ``test_speakers``; validation is a stratified random part of the training
-  speakers' utterances, so it works with 2 speakers (TESS: train OAF, test YAF).
+  speakers' utterances, so it works with 2 speakers (TESS: train OAF, test YAF), or
+  ``val_speakers`` when given (held out of training).
 - ``corpus``: leave-one-corpus-out (LOCO, ``data=combined``): test on every utterance of
   ``test_corpus``, train on the other corpora; validation holds out speakers of each
   training corpus with 3 or more speakers (so model selection and calibration see
@@ -207,27 +208,35 @@ def cross_speaker_split(
     train_speakers: list[str] | tuple[str, ...] | None,
     val_fraction: float,
     seed: int,
+    val_speakers: list[str] | tuple[str, ...] | None = None,
 ) -> Split:
     """Cross-speaker split: test on ``test_speakers``, train on ``train_speakers``.
 
     Validation utterances are a stratified random ``val_fraction`` of the training
     speakers' utterances (never from a test speaker), so model selection sees no test
-    speaker even when the corpus has only two speakers.
+    speaker even when the corpus has only two speakers. With ``val_speakers``,
+    validation is all of those speakers' utterances instead, and they are not trained
+    on (so validation, and a temperature fitted there, is on voices not trained on).
 
     Raises:
         ValueError: no test speakers given, an unknown speaker name, or overlapping
-            train and test speakers.
+            train, validation and test speakers.
     """
     if not test_speakers:
         raise ConfigError("data.split=cross needs data.test_speakers (e.g. [YAF])")
     test = _match_speakers(rows, test_speakers, "test_speakers")
-    train = _match_speakers(rows, train_speakers, "train_speakers") if train_speakers else set(speakers_of(rows)) - test
-    if not train or train & test:
-        raise ConfigError(f"data.split=cross: train speakers {sorted(train)} and test speakers {sorted(test)} must be disjoint and non-empty")
+    val = _match_speakers(rows, val_speakers, "val_speakers") if val_speakers else set()
+    train = _match_speakers(rows, train_speakers, "train_speakers") if train_speakers else set(speakers_of(rows)) - test - val
+    if not train or train & test or val & (train | test):
+        raise ConfigError(f"data.split=cross: train speakers {sorted(train)}, validation speakers {sorted(val)} and test speakers "
+                          f"{sorted(test)} must be disjoint (and train and test non-empty)")
+    name = "cross-" + "+".join(s.split(":", 1)[-1] for s in sorted(train)) + "-to-" + "+".join(s.split(":", 1)[-1] for s in sorted(test))
+    if val:
+        return Split(train=[r for r in rows if r.speaker in train], val=[r for r in rows if r.speaker in val],
+                     test=[r for r in rows if r.speaker in test], protocol=name)
     pool = [r for r in rows if r.speaker in train]
     # random_split's "test" part is the stratified hold-out; its 1-item "val" goes back to train.
     part = random_split(pool, 0.0, val_fraction, seed)
-    name = "cross-" + "+".join(s.split(":", 1)[-1] for s in sorted(train)) + "-to-" + "+".join(s.split(":", 1)[-1] for s in sorted(test))
     return Split(train=part.train + part.val, val=part.test, test=[r for r in rows if r.speaker in test], protocol=name)
 
 
@@ -312,6 +321,7 @@ def make_split(
     test_speakers: list[str] | tuple[str, ...] | None = None,
     train_speakers: list[str] | tuple[str, ...] | None = None,
     test_corpus: str | None = None,
+    val_speakers: list[str] | tuple[str, ...] | None = None,
 ) -> Split:
     """Split ``rows`` by ``protocol`` (one of :data:`SPLIT_PROTOCOLS`).
 
@@ -331,7 +341,7 @@ def make_split(
     if protocol == "loso":
         return loso_split(rows, fold)
     if protocol == "cross":
-        return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed)
+        return cross_speaker_split(rows, test_speakers or (), train_speakers, val_fraction, seed, val_speakers)
     if protocol == "corpus":
         return corpus_split(rows, test_corpus, val_fraction, seed)
     raise ConfigError(f"unknown split protocol data.split='{protocol}'; allowed: {list(SPLIT_PROTOCOLS)}")

@@ -105,7 +105,7 @@ def drop_unusable(rows: list[Utterance], sample_rate: int, cache_dir: str | Path
 
 def split_usable(good: list[Utterance], protocol: str = "auto", val_fraction: float = 0.15, test_fraction: float = 0.15,
                  seed: int = 0, fold: int = 0, num_folds: int = 5, test_speakers=None, train_speakers=None,
-                 subset_fraction: float = 1.0, test_corpus: str | None = None) -> Split:
+                 subset_fraction: float = 1.0, test_corpus: str | None = None, val_speakers=None) -> Split:
     """:func:`~ser_lightning.data.splits.make_split` of the usable rows, then the
     seeded ``subset_fraction`` of the training part (validation and test unchanged).
 
@@ -115,7 +115,7 @@ def split_usable(good: list[Utterance], protocol: str = "auto", val_fraction: fl
     """
     split = make_split(good, protocol=protocol, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                        fold=fold, num_folds=num_folds, test_speakers=test_speakers, train_speakers=train_speakers,
-                       test_corpus=test_corpus)
+                       test_corpus=test_corpus, val_speakers=val_speakers)
     if subset_fraction < 1.0:
         n_all = len(split.train)
         split.train = stratified_subset(split.train, subset_fraction, seed)
@@ -151,5 +151,5 @@ def derive_split(data_cfg: Mapping, sample_rate: int | None = None) -> tuple[Spl
     usable = drop_unusable(rows, sample_rate or s["sample_rate"], data_cfg.get("cache_dir"), s["min_seconds"],
                            data_cfg.get("max_bad_fraction", 0.05), s["corpus"], trim=str(data_cfg.get("trim") or "none"))
     split = split_usable(usable.good, s["split"], s["val_fraction"], s["test_fraction"], s["seed"], s["fold"], s["num_folds"],
-                         s["test_speakers"], s["train_speakers"], s["subset_fraction"], s["test_corpus"])
+                         s["test_speakers"], s["train_speakers"], s["subset_fraction"], s["test_corpus"], s["val_speakers"])
     return split, usable
