@@ -20,6 +20,7 @@ def run_predict(cfg: DictConfig) -> int:
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
     (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
+    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
     from ser_lightning.inference.predictor import Predictor
@@ -29,6 +30,10 @@ def run_predict(cfg: DictConfig) -> int:
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ConfigError(f"{key}={cfg[key]}: use a .csv or .json file name")
+        adapt = check_adapt(str(cfg.get("adapt") or "none"))
+        if adapt == "bn" and not cfg.get("enrol"):
+            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: give "
+                              "enrol=<files, folder or glob> (never the files to be predicted)")
         speaker_stats = str(cfg.get("speaker_stats") or "auto")
         if speaker_stats == "auto":
             speaker_stats = "enrol" if cfg.get("enrol") else "training"
@@ -40,10 +45,10 @@ def run_predict(cfg: DictConfig) -> int:
             speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
             calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"))
         files = expand_inputs(cfg.input)
-        if speaker_stats == "enrol" and predictor.speaker_normalized:
-            if not cfg.get("enrol"):
-                raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
-            enrol_speaker(predictor, cfg.enrol)
+        if speaker_stats == "enrol" and predictor.speaker_normalized and not cfg.get("enrol"):
+            raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
+        if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
+            predictor = enrol_speaker(predictor, cfg.enrol, adapt)
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -171,6 +171,7 @@ def run_stream(cfg: DictConfig) -> int:
     from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
     from ser_lightning.data.vad import build_vad
     from ser_lightning.errors import AudioDecodeError
+    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
     from ser_lightning.inference.predictor import Predictor
@@ -193,12 +194,16 @@ def run_stream(cfg: DictConfig) -> int:
         else:
             rate, chunks = file_source(source, bool(cfg.realtime), float(cfg.chunk_seconds))
             label = source
+        adapt = check_adapt(str(cfg.get("adapt") or "none"))
+        if adapt == "bn" and not cfg.get("enrol"):
+            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: "
+                              "give enrol=<files, folder or glob>")
         predictor = Predictor.from_checkpoint(checkpoint_paths(cfg.ckpt_path), device=cfg.get("model_device"),
                                               hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
                                               silence_dbfs=cfg.get("silence_dbfs"),
                                               speaker_stats="enrol" if cfg.get("enrol") else "training")
-        if cfg.get("enrol") and predictor.speaker_normalized:  # the speaker's statistics, as predict.py enrol=
-            enrol_speaker(predictor, cfg.enrol)
+        if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):  # as predict.py enrol= [adapt=bn]
+            predictor = enrol_speaker(predictor, cfg.enrol, adapt)
         vad_settings = dict(cfg.get("vad_settings") or {})
         live = StreamingPredictor(predictor, rate, vad=build_vad(cfg.vad, **vad_settings))
     except SERUserError as exc:  # SourceError, CheckpointError, AudioDecodeError, ConfigError ...
