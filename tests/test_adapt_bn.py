@@ -215,3 +215,31 @@ def test_predict_cli_adapt_bn_needs_enrol_and_matches_scoring(ckpt, mini_ravdess
     assert rows
     for j in rows:
         np.testing.assert_allclose([cli[Path(part.paths[j]).name][c] for c in CLASSES], part.probabilities[j], atol=1e-5)
+
+
+def test_stream_cli_adapt_bn(ckpt, mini_ravdess, enrolment, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from ser_lightning.cli.stream import run_stream
+    from tests.conftest import REPO
+
+    def stream(*overrides: str) -> int:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return run_stream(compose("stream", overrides=[f"ckpt_path={ckpt}", "realtime=false", "vad=none", *overrides]))
+
+    source = sorted((mini_ravdess / "Actor_01").glob("*.flac"))[1]
+    assert stream(f"source={source}", "adapt=bn") == 2
+    assert "enrol=" in capsys.readouterr().err
+    timeline = tmp_path / "timeline.json"
+    folder = tmp_path / "enrol"
+    folder.mkdir()
+    for f in enrolment:
+        (folder / f.name).symlink_to(f)
+    assert stream(f"source={source}", "adapt=bn", f"enrol={folder}", f"timeline={timeline}") == 0
+    assert "re-estimated on" in capsys.readouterr().err
+    rows = json.loads(timeline.read_text())
+    adapted = Predictor.from_checkpoint(ckpt, device="cpu").adapted(enrolment)
+    expected = adapted.predict(source)[0].windows
+    assert len(rows) == len(expected)
+    for row, window in zip(rows, expected, strict=True):
+        np.testing.assert_allclose([row[c] for c in CLASSES], [window.probabilities[c] for c in CLASSES], atol=1e-5)
