@@ -209,7 +209,9 @@ def test_predict_cli_adapt_bn_needs_enrol_and_matches_scoring(ckpt, mini_ravdess
     out = tmp_path / "preds.json"
     assert run_predict(compose_predict(f"ckpt_path={ckpt}", f"input={mini_ravdess}/{s}", f"enrol={enrol}", "adapt=bn",
                                        "device=cpu", f"output={out}")) == 0
-    assert "adapt=bn: BatchNorm statistics re-estimated" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "adapt=bn: BatchNorm statistics re-estimated" in err
+    assert "2 input(s) are also enrolment recordings" in err  # input= holds the enrolment files too: said, not hidden
     cli = {Path(r["path"]).name: r for r in json.loads(out.read_text())}
     rows = [j for j, sp in enumerate(part.speakers) if sp == s]
     assert rows

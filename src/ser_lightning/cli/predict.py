@@ -49,6 +49,10 @@ def run_predict(cfg: DictConfig) -> int:
             raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
         if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
             predictor = enrol_speaker(predictor, cfg.enrol, adapt)
+            shared = {Path(f).resolve() for f in expand_inputs(cfg.enrol)} & {Path(f).resolve() for f in files}
+            if shared:  # their predictions saw their own audio (statistics / adaptation): not a fair test of them
+                print(f"warning: {len(shared)} input(s) are also enrolment recordings (e.g. {sorted(shared)[0]}); their "
+                      f"predictions used their own audio", file=sys.stderr)
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

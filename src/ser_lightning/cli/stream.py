@@ -188,16 +188,16 @@ def run_stream(cfg: DictConfig) -> int:
     try:
         if cfg.get("timeline") and Path(str(cfg.timeline)).suffix.lower() not in (".csv", ".json"):
             raise ConfigError(f"timeline={cfg.timeline}: use a .csv or .json file name")
+        adapt = check_adapt(str(cfg.get("adapt") or "none"))
+        if adapt == "bn" and not cfg.get("enrol"):
+            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: "
+                              "give enrol=<files, folder or glob>")
         if source == "mic":
             mic = MicrophoneSource(cfg.get("device"), cfg.get("sample_rate"), float(cfg.chunk_seconds), float(cfg.stall_seconds))
             rate, chunks, label = mic.sample_rate, mic.chunks(), f"mic:{mic.name}"
         else:
             rate, chunks = file_source(source, bool(cfg.realtime), float(cfg.chunk_seconds))
             label = source
-        adapt = check_adapt(str(cfg.get("adapt") or "none"))
-        if adapt == "bn" and not cfg.get("enrol"):
-            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: "
-                              "give enrol=<files, folder or glob>")
         predictor = Predictor.from_checkpoint(checkpoint_paths(cfg.ckpt_path), device=cfg.get("model_device"),
                                               hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
                                               silence_dbfs=cfg.get("silence_dbfs"),
