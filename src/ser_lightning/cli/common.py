@@ -43,21 +43,36 @@ def checkpoint_paths(ckpt_path) -> str | list[str]:
 CHECKOUT = Path(__file__).resolve().parents[3]
 
 
-def enrol_speaker(predictor, spec) -> None:
-    """``enrol=<files, folder or glob>`` of ``predict.py`` and ``stream.py``: the speaker's
-    statistics from those recordings (:meth:`~ser_lightning.inference.predictor.Predictor.enrol`);
-    recordings that cannot be read are named on stderr and left out.
+def enrol_speaker(predictor, spec, adapt: str = "none"):
+    """``enrol=<files, folder or glob>`` of ``predict.py`` and ``stream.py``: for a
+    speaker-normalised model, the speaker's statistics from those recordings
+    (:meth:`~ser_lightning.inference.predictor.Predictor.enrol`); with ``adapt="bn"``, the
+    model's BatchNorm statistics re-estimated on them too
+    (:meth:`~ser_lightning.inference.predictor.Predictor.adapted`, after the statistics,
+    which normalise the adaptation's windows). Recordings that cannot be read are named
+    on stderr and left out.
+
+    Returns:
+        The predictor to score with: ``predictor`` (enrolled in place), or its adapted copy.
 
     Raises:
         InputNotFoundError: nothing matches ``spec``.
-        ValueError: none of the recordings could be read.
+        ValueError: none of the recordings could be read (ConfigError).
     """
     from ser_lightning.inference.inputs import expand_inputs
 
     files = expand_inputs(spec)
-    for problem in predictor.enrol(files):
-        print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
-    print(f"speaker statistics from {len(files)} enrolment recording(s)", file=sys.stderr)
+    if predictor.speaker_normalized:
+        for problem in predictor.enrol(files):
+            print(f"warning: enrolment recording left out: {problem}", file=sys.stderr)
+        print(f"speaker statistics from {len(files)} enrolment recording(s)", file=sys.stderr)
+    if adapt == "bn":
+        predictor = predictor.adapted(files)
+        for problem in predictor.adaptation["left_out"]:
+            print(f"warning: enrolment recording left out of adapt=bn: {problem}", file=sys.stderr)
+        print(f"adapt=bn: BatchNorm statistics re-estimated on {predictor.adaptation['windows']} window(s) of "
+              f"{predictor.adaptation['inputs']} enrolment recording(s)", file=sys.stderr)
+    return predictor
 
 
 def config_dir() -> Path:

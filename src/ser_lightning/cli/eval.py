@@ -29,7 +29,8 @@ def run_eval(cfg: DictConfig) -> int:
                                      scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
                                      report_stats=list(cfg.get("report_stats") or []) or None, enrol_seed=int(cfg.get("enrol_seed", 0)),
                                      calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
-                                     classes=str(cfg.get("classes") or "target"))
+                                     classes=str(cfg.get("classes") or "target"),
+                                     adapt=str(cfg.get("adapt") or "none"), adapt_scope=str(cfg.get("adapt_scope") or "speaker"))
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ def run_predict(cfg: DictConfig) -> int:
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
     (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
+    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
     from ser_lightning.inference.predictor import Predictor
@@ -29,6 +30,10 @@ def run_predict(cfg: DictConfig) -> int:
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ConfigError(f"{key}={cfg[key]}: use a .csv or .json file name")
+        adapt = check_adapt(str(cfg.get("adapt") or "none"))
+        if adapt == "bn" and not cfg.get("enrol"):
+            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: give "
+                              "enrol=<files, folder or glob> (never the files to be predicted)")
         speaker_stats = str(cfg.get("speaker_stats") or "auto")
         if speaker_stats == "auto":
             speaker_stats = "enrol" if cfg.get("enrol") else "training"
@@ -41,10 +46,14 @@ def run_predict(cfg: DictConfig) -> int:
             calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
             classes=list(cfg.classes) if cfg.get("classes") else None)
         files = expand_inputs(cfg.input)
-        if speaker_stats == "enrol" and predictor.speaker_normalized:
-            if not cfg.get("enrol"):
-                raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
-            enrol_speaker(predictor, cfg.enrol)
+        if speaker_stats == "enrol" and predictor.speaker_normalized and not cfg.get("enrol"):
+            raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
+        if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
+            predictor = enrol_speaker(predictor, cfg.enrol, adapt)
+            shared = {Path(f).resolve() for f in expand_inputs(cfg.enrol)} & {Path(f).resolve() for f in files}
+            if shared:  # their predictions saw their own audio (statistics / adaptation): not a fair test of them
+                print(f"warning: {len(shared)} input(s) are also enrolment recordings (e.g. {sorted(shared)[0]}); their "
+                      f"predictions used their own audio", file=sys.stderr)
     except SERUserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -171,6 +171,7 @@ def run_stream(cfg: DictConfig) -> int:
     from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
     from ser_lightning.data.vad import build_vad
     from ser_lightning.errors import AudioDecodeError
+    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
     from ser_lightning.inference.predictor import Predictor
@@ -187,6 +188,10 @@ def run_stream(cfg: DictConfig) -> int:
     try:
         if cfg.get("timeline") and Path(str(cfg.timeline)).suffix.lower() not in (".csv", ".json"):
             raise ConfigError(f"timeline={cfg.timeline}: use a .csv or .json file name")
+        adapt = check_adapt(str(cfg.get("adapt") or "none"))
+        if adapt == "bn" and not cfg.get("enrol"):
+            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: "
+                              "give enrol=<files, folder or glob>")
         if source == "mic":
             mic = MicrophoneSource(cfg.get("device"), cfg.get("sample_rate"), float(cfg.chunk_seconds), float(cfg.stall_seconds))
             rate, chunks, label = mic.sample_rate, mic.chunks(), f"mic:{mic.name}"
@@ -197,8 +202,8 @@ def run_stream(cfg: DictConfig) -> int:
                                               hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
                                               silence_dbfs=cfg.get("silence_dbfs"),
                                               speaker_stats="enrol" if cfg.get("enrol") else "training")
-        if cfg.get("enrol") and predictor.speaker_normalized:  # the speaker's statistics, as predict.py enrol=
-            enrol_speaker(predictor, cfg.enrol)
+        if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):  # as predict.py enrol= [adapt=bn]
+            predictor = enrol_speaker(predictor, cfg.enrol, adapt)
         vad_settings = dict(cfg.get("vad_settings") or {})
         live = StreamingPredictor(predictor, rate, vad=build_vad(cfg.vad, **vad_settings))
     except SERUserError as exc:  # SourceError, CheckpointError, AudioDecodeError, ConfigError ...

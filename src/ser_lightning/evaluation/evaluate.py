@@ -165,6 +165,39 @@ def select_rows(data_cfg: dict, part: str, ckpt_paths: list[str | Path] | None =
     return [r for r in rows if r.gender == gender] if gender else rows
 
 
+#: Suffix of a statistics mode scored with BatchNorm statistics adapted on its enrolment recordings.
+ADAPTED_SUFFIX = "+bn"
+
+
+def adapted_modes(predictor, report_stats: list[str] | None, test_stats: str, adapt: str = "none") -> tuple[list[str], str]:
+    """The modes ``eval.py`` scores and its headline mode, with ``adapt``.
+
+    ``adapt="none"``: :func:`~ser_lightning.evaluation.scoring.modes_for`. ``adapt="bn"``:
+    each ``enrol<k>`` mode of ``report_stats`` and ``test_stats`` is scored twice, as
+    ``enrol<k>`` (unadapted) and ``enrol<k>+bn`` (adapted on the same enrolment
+    recordings, the same utterances scored), and ``test_stats=enrol<k>`` makes
+    ``enrol<k>+bn`` the headline. A model without speaker normalisation keeps
+    ``utterance`` (all files, unadapted) and gets its ``enrol<k>`` modes too: for it they
+    only draw the enrolment recordings (no statistics).
+
+    Raises:
+        ConfigError: an unknown mode or ``adapt``; ``adapt="bn"`` without any ``enrol<k>`` mode.
+    """
+    from ser_lightning.evaluation.scoring import SPEAKER_MODES, modes_for, parse_stats_mode
+    from ser_lightning.inference.adaptation import check_adapt
+
+    modes, headline = modes_for(predictor, report_stats, test_stats)
+    if check_adapt(adapt) == "none":
+        return modes, headline
+    requested = [*(report_stats or SPEAKER_MODES), test_stats]
+    enrol = list(dict.fromkeys(m for m in requested if parse_stats_mode(m)[0] == "enrol"))
+    if not enrol:
+        raise ConfigError(f"adapt=bn re-estimates the BatchNorm statistics on k enrolment recordings per speaker: "
+                          f"report_stats or test_stats must name an enrol<k> mode (e.g. enrol8); got {requested}")
+    modes = list(dict.fromkeys([*modes, *enrol, *(m + ADAPTED_SUFFIX for m in enrol)]))
+    return modes, test_stats + ADAPTED_SUFFIX if test_stats in enrol else headline
+
+
 def _checkpoint_name(ckpt_path) -> str:
     """A short name for a plot title: the file name, or the ensemble's size."""
     return f"ensemble of {len(ckpt_path)} checkpoints" if isinstance(ckpt_path, list) else Path(str(ckpt_path)).name
@@ -174,7 +207,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
                         label_map: dict[str, str] | None = None, batch_size: int = 32, device: str | None = None,
                         output_dir: str | Path | None = None, scoring: str = "windows", test_stats: str = "training",
                         report_stats: list[str] | None = None, enrol_seed: int = 0, calibration: str = "checkpoint",
-                        temperature: float | None = None, classes: str = "target") -> dict:
+                        temperature: float | None = None, classes: str = "target", adapt: str = "none",
+                        adapt_scope: str = "speaker") -> dict:
     """Evaluate a checkpoint (or a list of them, an ensemble, see
     :meth:`~ser_lightning.inference.predictor.Predictor.from_checkpoint`) on the corpus of
     ``data_cfg`` (a resolved ``conf/data``), through the one scoring path
@@ -196,6 +230,10 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
             (RAVDESS ``calm`` cannot be chosen for a corpus without it); ``all``: over
             every class of the model. Both are reported (``eval_by_classes``); this one
             is behind ``eval/*`` and ``eval_by_stats``.
+        adapt, adapt_scope: ``adapt="bn"``: every ``enrol<k>`` mode is also scored with the
+            BatchNorm statistics re-estimated on its enrolment recordings (AdaBN), as
+            ``enrol<k>+bn`` in ``eval_by_stats`` next to the unadapted ``enrol<k>``
+            (:func:`adapted_modes`); see :func:`~ser_lightning.evaluation.scoring.score_utterances`.
 
     Returns:
         The report: ``eval/war``, ``eval/uar``, ``eval/f1_macro`` (fractions; UAR and
@@ -213,7 +251,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
 
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
-    from ser_lightning.evaluation.scoring import modes_for, score_utterances
+    from ser_lightning.evaluation.scoring import score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     if classes not in CLASS_POLICIES:
@@ -230,13 +268,15 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     index = {c: k for k, c in enumerate(predictor.class_names)}
     target_classes = [c for c in predictor.class_names if c in {mapping.mapping[r.label] for _, r in decoded}]
     allowed = np.array([c in target_classes for c in predictor.class_names]) if len(target_classes) >= 2 else None
-    modes, headline = modes_for(predictor, report_stats, test_stats)
+    modes, headline = adapted_modes(predictor, report_stats, test_stats, adapt)
     by_stats, scored, by_classes = {}, {}, {}
     for mode in modes:
+        base, adapted = mode.removesuffix(ADAPTED_SUFFIX), mode.endswith(ADAPTED_SUFFIX)
         unrestricted = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
                                         [index[mapping.mapping[r.label]] for _, r in decoded],
-                                        lambda j: audio.wave(decoded[j][0]), mode, corpora=[r.corpus for _, r in decoded],
-                                        seed=enrol_seed, batch_size=batch_size)
+                                        lambda j: audio.wave(decoded[j][0]), base, corpora=[r.corpus for _, r in decoded],
+                                        seed=enrol_seed, batch_size=batch_size, adapt="bn" if adapted else "none",
+                                        adapt_scope=adapt_scope)
         restricted = unrestricted.restricted(allowed)
         scored[mode] = restricted if classes == "target" else unrestricted
         by_stats[mode] = scored[mode].report()
@@ -248,7 +288,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     per_class = per_class_metrics(confusion, predictor.class_names)
     report = {
         "eval/war": main["war"], "eval/uar": main["uar"], "eval/f1_macro": main["f1_macro"],
-        "scoring": scoring, "test_stats": headline, "eval_by_stats": by_stats,
+        "scoring": scoring, "test_stats": headline, "eval_by_stats": by_stats, "adapt": adapt,
+        **({"adapt_scope": adapt_scope} if adapt != "none" else {}),
         "classes": classes, "target_classes": target_classes, "eval_by_classes": by_classes,
         "checkpoint": [str(p) for p in ckpt_path] if isinstance(ckpt_path, list) else str(ckpt_path), "corpus": data_cfg["corpus"], "root": str(data_cfg["root"]), "part": part,
         "model_classes": predictor.class_names, "unknown_labels": unknown_labels,

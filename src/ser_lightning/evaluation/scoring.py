@@ -19,6 +19,14 @@ mean and standard deviation):
 - ``training``: the training speakers' pooled statistics stored in the checkpoint;
   needs nothing of the speaker (``predict.py``'s default);
 - ``utterance``: a model trained with per-utterance normalisation needs no statistics.
+
+For a model without speaker normalisation, ``enrol<k>`` only draws and leaves out the
+``k`` recordings per speaker (no statistics); that is what ``adapt="bn"`` needs.
+
+``adapt="bn"`` (AdaBN, :mod:`ser_lightning.inference.adaptation`) re-estimates the model's
+BatchNorm statistics on the enrolment recordings of an ``enrol<k>`` mode (per speaker, or
+pooled over the part with ``adapt_scope="corpus"``), as ``predict.py adapt=bn enrol=...``
+does; its scores are reported as ``enrol<k>+bn``.
 """
 
 from __future__ import annotations
@@ -215,7 +223,8 @@ class ScoredPart:
 
 
 def score_utterances(predictor, paths: list[str], speakers: list[str], targets: list[int], wave: Callable[[int], np.ndarray],
-                     mode: str, corpora: list[str] | None = None, seed: int = 0, batch_size: int = 32) -> ScoredPart:
+                     mode: str, corpora: list[str] | None = None, seed: int = 0, batch_size: int = 32,
+                     adapt: str = "none", adapt_scope: str = "speaker") -> ScoredPart:
     """Score decoded utterances with ``predictor`` (its scoring policy) under one
     statistics mode.
 
@@ -229,27 +238,50 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
         corpora: corpus of each utterance (for per-corpus scores); default ``""``.
         seed: seed of the enrolment draw.
         batch_size: windows per forward pass.
+        adapt: ``none`` or ``bn``: BatchNorm statistics re-estimated on the enrolment
+            recordings (``enrol<k>`` modes only) before scoring the other recordings
+            (:meth:`~ser_lightning.inference.predictor.Predictor.adapted`).
+        adapt_scope: ``speaker`` (each speaker's enrolment recordings adapt the model
+            scoring that speaker, as ``predict.py adapt=bn enrol=...``) or ``corpus``
+            (the enrolment recordings of all speakers of the part adapt one model).
 
     Returns:
         :class:`ScoredPart` over the utterances that were scored (enrolment recordings
-        and undecodable inputs left out).
+        and undecodable inputs left out); its ``mode`` is ``mode + "+bn"`` when adapted.
 
     Raises:
-        ValueError: an unknown mode, or a statistics mode for a model that has none.
+        ValueError: an unknown mode, a statistics mode for a model that has none, or
+            ``adapt=bn`` without an ``enrol<k>`` mode.
     """
+    from ser_lightning.inference.adaptation import check_adapt
+
     kind, k = parse_stats_mode(mode)
-    if (kind == UTTERANCE_MODE) == predictor.speaker_normalized:
+    if check_adapt(adapt) == "bn" and kind != "enrol":
+        raise ConfigError(f"adapt=bn re-estimates the BatchNorm statistics on enrolment recordings, which only an enrol<k> "
+                          f"mode draws (and leaves out of scoring); with '{mode}' they would come from the scored "
+                          f"recordings themselves or from nowhere")
+    if kind != "enrol" and (kind == UTTERANCE_MODE) == predictor.speaker_normalized:
         raise ConfigError(f"statistics mode '{mode}' does not apply to a model with features.normalize="
                          f"{'speaker' if predictor.speaker_normalized else 'utterance'}")
+    if adapt_scope not in ("speaker", "corpus"):
+        raise ConfigError(f"adapt_scope='{adapt_scope}' is unknown; allowed: speaker, corpus")
     corpora = corpora or [""] * len(paths)
     by_speaker: dict[str, list[int]] = {}
     for i, s in enumerate(speakers):
         by_speaker.setdefault(s, []).append(i)
     stats: list | None = None
     enrolled: dict[str, list[str]] = {}
+    enrolled_idx: dict[str, list[int]] = {}  # the same, as indices (for adapt=bn)
     scored = list(range(len(paths)))
+    speaker_stats: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
+    if kind == "enrol" and not predictor.speaker_normalized:  # the draw alone (for adapt=bn)
+        drawn: set[int] = set()
+        for s, idx in by_speaker.items():
+            source = [idx[j] for j in enrolment_choice([paths[i] for i in idx], k, seed, s)]
+            enrolled[s], enrolled_idx[s] = [paths[i] for i in source], source
+            drawn.update(source)
+        scored = [i for i in scored if i not in drawn]
     if predictor.speaker_normalized:
-        speaker_stats: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
         left_out: set[int] = set()
         for s, idx in by_speaker.items():
             if kind == "training":
@@ -258,7 +290,7 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
             source = idx
             if kind == "enrol":
                 source = [idx[j] for j in enrolment_choice([paths[i] for i in idx], k, seed, s)]
-                enrolled[s] = [paths[i] for i in source]
+                enrolled[s], enrolled_idx[s] = [paths[i] for i in source], source
                 left_out.update(source)
             try:
                 speaker_stats[s] = predictor.statistics(wave(i) for i in source)
@@ -266,7 +298,11 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
                 speaker_stats[s] = None
         scored = [i for i in scored if i not in left_out]
         stats = [speaker_stats[speakers[i]] for i in scored]
-    predictions = predictor.predict([(wave(i), predictor.sample_rate) for i in scored], batch_size=batch_size, stats=stats)
+    if adapt == "bn":
+        predictions = _adapted_predictions(predictor, paths, speakers, wave, scored, enrolled_idx, speaker_stats, adapt_scope, batch_size)
+        mode = f"{mode}+bn"
+    else:
+        predictions = predictor.predict([(wave(i), predictor.sample_rate) for i in scored], batch_size=batch_size, stats=stats)
     ok = [j for j, p in enumerate(predictions) if p.error is None and p.probabilities]
     ok_set = set(ok)  # the others: undecodable, or silent throughout (no window classified)
     errors = {paths[scored[j]]: p.error or p.note or "no prediction" for j, p in enumerate(predictions) if j not in ok_set}
@@ -276,6 +312,33 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     return ScoredPart(mode, [paths[i] for i in keep], [speakers[i] for i in keep], [corpora[i] for i in keep],
                       np.asarray([targets[i] for i in keep], dtype=np.int64), probs, enrolled, errors,
                       [predictions[j].logits for j in ok], predictor.temperature, predictor.allowed)
+
+
+def _adapted_predictions(predictor, paths, speakers, wave, scored, enrolled, speaker_stats, scope, batch_size) -> list:
+    """Predictions of the ``scored`` utterances (indices), each by ``predictor`` adapted (AdaBN) on
+    the enrolment recordings (``enrolled``: speaker -> indices) of its speaker (``scope="speaker"``) or of the whole part
+    (``"corpus"``); a group without a usable enrolment window gets errors."""
+    from ser_lightning.errors import SERUserError
+    from ser_lightning.inference.outputs import Prediction
+
+    groups = {s: [s] for s in dict.fromkeys(speakers)} if scope == "speaker" else {"": list(dict.fromkeys(speakers))}
+    normalized = predictor.speaker_normalized
+    out: dict[int, object] = {}
+    for members in groups.values():
+        targets = [i for i in scored if speakers[i] in members]
+        if not targets:
+            continue
+        enrol = [i for s in members for i in enrolled.get(s, [])]
+        try:
+            adapted = predictor.adapted([(wave(i), predictor.sample_rate) for i in enrol], batch_size=batch_size,
+                                        stats=[speaker_stats[speakers[i]] for i in enrol] if normalized else None)
+        except SERUserError as exc:
+            out.update({i: Prediction(paths[i], error=str(exc)) for i in targets})
+            continue
+        predictions = adapted.predict([(wave(i), predictor.sample_rate) for i in targets], batch_size=batch_size,
+                                      stats=[speaker_stats[speakers[i]] for i in targets] if normalized else None)
+        out.update(zip(targets, predictions, strict=True))
+    return [out[i] for i in scored]
 
 
 def by_group(part: ScoredPart, groups: list[str]) -> dict[str, dict]:
