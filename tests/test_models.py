@@ -49,3 +49,26 @@ def test_soft_targets_train_and_score_against_the_larger_part():
     cm = module.train_confusion.compute()
     assert cm.sum() == 4  # scored once per example
     assert cm.sum(dim=1).tolist() == [2, 1, 1]  # rows: the larger part of each soft target (sad, happy, angry, sad)
+
+
+def test_attentive_statistics_pooling_weights_frames():
+    from ser_lightning.models.cnn1d import AttentiveStatsPooling
+
+    pool = AttentiveStatsPooling(4, hidden=8)
+    x = torch.randn(2, 4, 30)
+    with torch.no_grad():  # equal scores for every frame: plain mean and standard deviation
+        for p in pool.score.parameters():
+            p.zero_()
+    out = pool(x)
+    assert out.shape == (2, 8)
+    assert torch.allclose(out[:, :4], x.mean(dim=2), atol=1e-5)
+    assert torch.allclose(out[:, 4:], x.std(dim=2, unbiased=False), atol=1e-4)
+    with torch.no_grad():  # a score that grows with channel 0 puts the weight on the frame where it peaks
+        pool.score[0].weight[0, 0, 0] = 0.05  # tanh stays unsaturated up to |x| of about 20
+        pool.score[2].weight[0, 0, 0] = 300.0
+    x[:, 0, 7] = 10.0
+    assert torch.allclose(pool(x)[:, :4], x[:, :, 7], atol=1e-3)
+    net = build_backbone("cnn1d", 40, 5, pooling="attention")
+    assert net(torch.randn(3, 40, 120)).shape == (3, 5)
+    with pytest.raises(ValueError, match="pooling"):
+        build_backbone("cnn1d", 40, 5, pooling="median")

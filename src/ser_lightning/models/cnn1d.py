@@ -5,11 +5,42 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ser_lightning.errors import ConfigError
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attentive statistics pooling over time (Okabe et al., 2018, Interspeech,
+    "Attentive statistics pooling for deep speaker embedding"): a small network scores
+    every frame, ``e_t = v^T tanh(W h_t + b)``; ``a = softmax_t(e)``; the output is the
+    weighted mean ``sum_t a_t h_t`` and standard deviation
+    ``sqrt(sum_t a_t h_t^2 - mean^2)``, so emotional frames can count more than the rest.
+
+    Args:
+        channels: ``C``, channels of the frames.
+        hidden: width of the scoring network.
+
+    Shapes: ``[batch, C, frames]`` -> ``[batch, 2 C]``.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.score = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x), dim=2)  # [B, 1, T]
+        mean = (weights * x).sum(dim=2)
+        var = (weights * x * x).sum(dim=2) - mean * mean
+        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
+
+
+#: ``model.backbone.pooling`` values of :class:`CNN1d`.
+POOLINGS = ("meanmax", "attention")
+
 
 class CNN1d(nn.Module):
     """Convolutions over time with the feature bins as input channels:
-    ``Conv1d(k) -> BatchNorm -> ReLU -> MaxPool(2) -> Dropout`` blocks, then mean and
-    max pooling over time and a linear classifier.
+    ``Conv1d(k) -> BatchNorm -> ReLU -> MaxPool(2) -> Dropout`` blocks, then pooling over
+    time and a linear classifier.
 
     Args:
         n_features: feature bins per frame (input channels).
@@ -17,12 +48,21 @@ class CNN1d(nn.Module):
         channels: output channels of each block.
         kernel_size: temporal kernel in frames.
         dropout: dropout after each block and before the classifier.
+        pooling: ``meanmax`` (mean and max over time, concatenated) or ``attention``
+            (:class:`AttentiveStatsPooling`).
 
     Shapes: ``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``.
+
+    Raises:
+        ConfigError: an unknown ``pooling``.
     """
 
-    def __init__(self, n_features: int, n_classes: int, channels: tuple[int, ...] = (64, 128, 256), kernel_size: int = 5, dropout: float = 0.3):
+    def __init__(self, n_features: int, n_classes: int, channels: tuple[int, ...] = (64, 128, 256), kernel_size: int = 5, dropout: float = 0.3,
+                 pooling: str = "meanmax"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"model.backbone.pooling='{pooling}' is unknown; allowed: {list(POOLINGS)}")
+        self.pooling = pooling
         blocks, c_in = [], n_features
         for c_out in channels:
             blocks += [
@@ -34,8 +74,10 @@ class CNN1d(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
+        self.attention = AttentiveStatsPooling(c_in) if pooling == "attention" else None
         self.head = nn.Linear(2 * c_in, n_classes)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.features(feats)  # [B, C, T']
-        return self.head(torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1))
+        pooled = self.attention(x) if self.attention is not None else torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+        return self.head(pooled)
