@@ -52,20 +52,20 @@ def test_soft_targets_train_and_score_against_the_larger_part():
 
 
 def test_attentive_statistics_pooling_weights_frames():
-    from ser_lightning.models.cnn1d import AttentiveStatsPooling
+    from ser_lightning.models.pooling import AttentiveStatsPool
 
-    pool = AttentiveStatsPooling(4, hidden=8)
+    pool = AttentiveStatsPool(4, hidden=8)
     x = torch.randn(2, 4, 30)
     with torch.no_grad():  # equal scores for every frame: plain mean and standard deviation
-        for p in pool.score.parameters():
+        for p in pool.attention.parameters():
             p.zero_()
     out = pool(x)
     assert out.shape == (2, 8)
     assert torch.allclose(out[:, :4], x.mean(dim=2), atol=1e-5)
     assert torch.allclose(out[:, 4:], x.std(dim=2, unbiased=False), atol=1e-4)
     with torch.no_grad():  # a score that grows with channel 0 puts the weight on the frame where it peaks
-        pool.score[0].weight[0, 0, 0] = 0.05  # tanh stays unsaturated up to |x| of about 20
-        pool.score[2].weight[0, 0, 0] = 300.0
+        pool.attention[0].weight[0, 0, 0] = 0.05  # tanh stays unsaturated up to |x| of about 20
+        pool.attention[2].weight[:, 0, 0] = 300.0  # every channel's score follows that hidden unit
     x[:, 0, 7] = 10.0
     assert torch.allclose(pool(x)[:, :4], x[:, :, 7], atol=1e-3)
     net = build_backbone("cnn1d", 40, 5, pooling="attention")

@@ -6,31 +6,7 @@ import torch
 from torch import nn
 
 from ser_lightning.errors import ConfigError
-
-
-class AttentiveStatsPooling(nn.Module):
-    """Attentive statistics pooling over time (Okabe et al., 2018, Interspeech,
-    "Attentive statistics pooling for deep speaker embedding"): a small network scores
-    every frame, ``e_t = v^T tanh(W h_t + b)``; ``a = softmax_t(e)``; the output is the
-    weighted mean ``sum_t a_t h_t`` and standard deviation
-    ``sqrt(sum_t a_t h_t^2 - mean^2)``, so emotional frames can count more than the rest.
-
-    Args:
-        channels: ``C``, channels of the frames.
-        hidden: width of the scoring network.
-
-    Shapes: ``[batch, C, frames]`` -> ``[batch, 2 C]``.
-    """
-
-    def __init__(self, channels: int, hidden: int = 64):
-        super().__init__()
-        self.score = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.score(x), dim=2)  # [B, 1, T]
-        mean = (weights * x).sum(dim=2)
-        var = (weights * x * x).sum(dim=2) - mean * mean
-        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
+from ser_lightning.models.pooling import AttentiveStatsPool
 
 
 #: ``model.backbone.pooling`` values of :class:`CNN1d`.
@@ -49,7 +25,7 @@ class CNN1d(nn.Module):
         kernel_size: temporal kernel in frames.
         dropout: dropout after each block and before the classifier.
         pooling: ``meanmax`` (mean and max over time, concatenated) or ``attention``
-            (:class:`AttentiveStatsPooling`).
+            (:class:`~ser_lightning.models.pooling.AttentiveStatsPool`).
 
     Shapes: ``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``.
 
@@ -74,7 +50,7 @@ class CNN1d(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.attention = AttentiveStatsPooling(c_in) if pooling == "attention" else None
+        self.attention = AttentiveStatsPool(c_in) if pooling == "attention" else None
         self.head = nn.Linear(2 * c_in, n_classes)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
