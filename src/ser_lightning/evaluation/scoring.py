@@ -270,33 +270,23 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     for i, s in enumerate(speakers):
         by_speaker.setdefault(s, []).append(i)
     stats: list | None = None
-    enrolled: dict[str, list[str]] = {}
-    enrolled_idx: dict[str, list[int]] = {}  # the same, as indices (for adapt=bn)
-    scored = list(range(len(paths)))
+    # enrol<k>: k recordings per speaker, drawn label-blind and left out of scoring; their
+    # statistics normalise a speaker-normalised model, and adapt=bn adapts on them
+    enrolled_idx = {s: [idx[j] for j in enrolment_choice([paths[i] for i in idx], k, seed, s)]
+                    for s, idx in by_speaker.items()} if kind == "enrol" else {}
+    enrolled = {s: [paths[i] for i in source] for s, source in enrolled_idx.items()}
+    left_out = {i for source in enrolled_idx.values() for i in source}
+    scored = [i for i in range(len(paths)) if i not in left_out]
     speaker_stats: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
-    if kind == "enrol" and not predictor.speaker_normalized:  # the draw alone (for adapt=bn)
-        drawn: set[int] = set()
-        for s, idx in by_speaker.items():
-            source = [idx[j] for j in enrolment_choice([paths[i] for i in idx], k, seed, s)]
-            enrolled[s], enrolled_idx[s] = [paths[i] for i in source], source
-            drawn.update(source)
-        scored = [i for i in scored if i not in drawn]
     if predictor.speaker_normalized:
-        left_out: set[int] = set()
         for s, idx in by_speaker.items():
             if kind == "training":
                 speaker_stats[s] = predictor.training_stats
                 continue
-            source = idx
-            if kind == "enrol":
-                source = [idx[j] for j in enrolment_choice([paths[i] for i in idx], k, seed, s)]
-                enrolled[s], enrolled_idx[s] = [paths[i] for i in source], source
-                left_out.update(source)
             try:
-                speaker_stats[s] = predictor.statistics(wave(i) for i in source)
+                speaker_stats[s] = predictor.statistics(wave(i) for i in enrolled_idx.get(s, idx))
             except ValueError:  # no audio at all: its utterances fail below
                 speaker_stats[s] = None
-        scored = [i for i in scored if i not in left_out]
         stats = [speaker_stats[speakers[i]] for i in scored]
     if adapt == "bn":
         predictions = _adapted_predictions(predictor, paths, speakers, wave, scored, enrolled_idx, speaker_stats, adapt_scope, batch_size)
