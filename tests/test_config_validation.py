@@ -36,6 +36,8 @@ def test_default_config_is_valid(data_dir):
     (["features.kind=wav2vec"], ["features.kind='wav2vec'", "'logmel'", "'mfcc'"]),
     (["features.normalize=global"], ["features.normalize='global'", "'speaker'", "'utterance'"]),
     (["model.backbone.dropout=1.5"], ["model.backbone.dropout=1.5", "[0, 1)"]),
+    (["adapt=bn", "report_stats=[training]"], ["adapt=bn", "enrol<k>"]),
+    (["adapt=xx"], ["adapt=xx", "'bn'"]),
 ])
 def test_invalid_value_names_key_and_allowed_values(data_dir, overrides, expected):
     cfg = compose_train(overrides, data_dir)

@@ -85,6 +85,29 @@ def test_eval_part_test_reproduces_metrics_json(run, data_dir, tmp_path):
     assert predicted == {str(Path(p).resolve()): label for p, label in eval_labels.items()}
 
 
+def test_rescoring_with_adaptation_matches_eval(run, tmp_path):
+    """results.py rescore --set adapt=bn adds enrol<k>+bn to a run's metrics.json, scored as
+    eval.py adapt=bn scores it (the same enrolment draw, the same adapted model)."""
+    import shutil
+
+    from ser_lightning.errors import ConfigError
+    from ser_lightning.evaluation.run_scoring import rescore_run
+
+    out, metrics = run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    rescored = rescore_run(copy, overrides=["adapt=bn", "report_stats=[enrol8,training]"])
+    assert set(rescored["test_by_stats"]) == {"enrol8", "enrol8+bn", "training"}
+    assert rescored["test_by_stats"]["training"]["confusion_matrix"] == metrics["test_by_stats"]["training"]["confusion_matrix"]
+    assert "adapt: bn" in (copy / "config.yaml").read_text()
+    report = evaluate_checkpoint(copy / metrics["best_checkpoint"], {"corpus": "savee", "root": str(Path(_test_rows(out)[0]["path"]).parents[1]),
+                                                                     "split": "speaker", "seed": 42, "cache_dir": None},
+                                 part="test", device="cpu", adapt="bn", report_stats=["enrol8"], test_stats="enrol8")
+    assert report["eval_by_stats"]["enrol8+bn"]["confusion_matrix"] == rescored["test_by_stats"]["enrol8+bn"]["confusion_matrix"]
+    with pytest.raises(ConfigError, match="scoring settings only"):
+        rescore_run(copy, overrides=["data.seed=1"])
+
+
 def test_centre_scoring_agrees_between_eval_and_predict(run, data_dir):
     out, metrics = run
     ckpt = out / metrics["best_checkpoint"]

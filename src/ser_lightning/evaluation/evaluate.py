@@ -165,39 +165,6 @@ def select_rows(data_cfg: dict, part: str, ckpt_paths: list[str | Path] | None =
     return [r for r in rows if r.gender == gender] if gender else rows
 
 
-#: Suffix of a statistics mode scored with BatchNorm statistics adapted on its enrolment recordings.
-ADAPTED_SUFFIX = "+bn"
-
-
-def adapted_modes(predictor, report_stats: list[str] | None, test_stats: str, adapt: str = "none") -> tuple[list[str], str]:
-    """The modes ``eval.py`` scores and its headline mode, with ``adapt``.
-
-    ``adapt="none"``: :func:`~ser_lightning.evaluation.scoring.modes_for`. ``adapt="bn"``:
-    each ``enrol<k>`` mode of ``report_stats`` and ``test_stats`` is scored twice, as
-    ``enrol<k>`` (unadapted) and ``enrol<k>+bn`` (adapted on the same enrolment
-    recordings, the same utterances scored), and ``test_stats=enrol<k>`` makes
-    ``enrol<k>+bn`` the headline. A model without speaker normalisation keeps
-    ``utterance`` (all files, unadapted) and gets its ``enrol<k>`` modes too: for it they
-    only draw the enrolment recordings (no statistics).
-
-    Raises:
-        ConfigError: an unknown mode or ``adapt``; ``adapt="bn"`` without any ``enrol<k>`` mode.
-    """
-    from ser_lightning.evaluation.scoring import SPEAKER_MODES, modes_for, parse_stats_mode
-    from ser_lightning.inference.adaptation import check_adapt
-
-    modes, headline = modes_for(predictor, report_stats, test_stats)
-    if check_adapt(adapt) == "none":
-        return modes, headline
-    requested = [*(report_stats or SPEAKER_MODES), test_stats]
-    enrol = list(dict.fromkeys(m for m in requested if parse_stats_mode(m)[0] == "enrol"))
-    if not enrol:
-        raise ConfigError(f"adapt=bn re-estimates the BatchNorm statistics on k enrolment recordings per speaker: "
-                          f"report_stats or test_stats must name an enrol<k> mode (e.g. enrol8); got {requested}")
-    modes = list(dict.fromkeys([*modes, *enrol, *(m + ADAPTED_SUFFIX for m in enrol)]))
-    return modes, test_stats + ADAPTED_SUFFIX if test_stats in enrol else headline
-
-
 def _checkpoint_name(ckpt_path) -> str:
     """A short name for a plot title: the file name, or the ensemble's size."""
     return f"ensemble of {len(ckpt_path)} checkpoints" if isinstance(ckpt_path, list) else Path(str(ckpt_path)).name
@@ -233,7 +200,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
         adapt, adapt_scope: ``adapt="bn"``: every ``enrol<k>`` mode is also scored with the
             BatchNorm statistics re-estimated on its enrolment recordings (AdaBN), as
             ``enrol<k>+bn`` in ``eval_by_stats`` next to the unadapted ``enrol<k>``
-            (:func:`adapted_modes`); see :func:`~ser_lightning.evaluation.scoring.score_utterances`.
+            (:func:`~ser_lightning.evaluation.scoring.adapted_modes`); see :func:`~ser_lightning.evaluation.scoring.score_utterances`.
 
     Returns:
         The report: ``eval/war``, ``eval/uar``, ``eval/f1_macro`` (fractions; UAR and
@@ -251,7 +218,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
 
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
-    from ser_lightning.evaluation.scoring import score_utterances
+    from ser_lightning.evaluation.scoring import ADAPTED_SUFFIX, adapted_modes, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     if classes not in CLASS_POLICIES:

@@ -251,7 +251,7 @@ def rescore(args: argparse.Namespace) -> int:
         for job_dir in sorted((proto_dir / tag).iterdir()) if (proto_dir / tag).is_dir() else []:
             finished = (job_dir / "metrics.json").is_file() or (job_dir / "checkpoints" / "best.ckpt").is_file()
             if finished and (job_dir / "config.yaml").is_file() and (job_dir / "checkpoints").is_dir():
-                m = rescore_run(job_dir)
+                m = rescore_run(job_dir, overrides=args.set)
                 print(f"[results] rescored {args.protocol}/{tag}/{job_dir.name}: test UAR {100 * m['test/uar']:.1f} % ({m['test_stats']})", flush=True)
                 done += 1
     print(f"[results] {done} job(s) rescored; {save_records()} run record(s) in {RECORDS_DIR.relative_to(REPO)}")
@@ -692,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     p_re = sub.add_parser("rescore", help="score finished jobs again with the current scoring path (their checkpoints are kept)")
     p_re.add_argument("protocol", choices=sorted(PROTOCOLS))
     p_re.add_argument("--tags", default="", help="comma-separated recipe tags (default: every recipe of the protocol)")
+    p_re.add_argument("--set", nargs="*", default=[], help="scoring settings over the run's config, e.g. adapt=bn "
+                      "report_stats=[transductive,enrol4,enrol8,training]")
     sub.add_parser("table", help="aggregate finished runs into docs/RESULTS.md")
     args = parser.parse_args(argv)
     return {"run": run, "ensemble": ensemble, "rescore": rescore, "table": table}[args.command](args)

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser_lightning.errors import ConfigError
 from ser_lightning.metrics import per_class_metrics, write_per_class_csv
 from ser_lightning.plots import plot_confusion_matrix
 
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 
 def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
     """Score the validation and test parts of ``dm``'s split with the checkpoint file,
-    under every test-time statistics mode that applies (see :mod:`ser_lightning.evaluation.scoring`),
-    and calibrate it: with ``cfg.calibration=temperature`` (or ``auto`` when the validation
+    under every test-time statistics mode that applies (see :mod:`ser_lightning.evaluation.scoring`;
+    with ``cfg.adapt=bn`` each ``enrol<k>`` mode also as ``enrol<k>+bn``, AdaBN on the
+    enrolment recordings), and calibrate it: with ``cfg.calibration=temperature`` (or ``auto`` when the validation
     speakers are not training speakers) a temperature is fitted on the validation part's
     files (headline statistics) and stored in the checkpoint
     (``hyper_parameters["calibration"]``), so every later caller scores with it.
@@ -44,20 +46,22 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         ValueError: ``test_stats`` names a mode that does not apply to the model, or an
             unknown ``calibration``.
     """
-    from ser_lightning.evaluation.scoring import modes_for, score_utterances
+    from ser_lightning.evaluation.scoring import ADAPTED_SUFFIX, adapted_modes, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     method = str(cfg.get("calibration", "auto"))
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
     predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
-    modes, headline = modes_for(predictor, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "training")))
+    modes, headline = adapted_modes(predictor, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "training")),
+                                    str(cfg.get("adapt") or "none"))
     raw: dict[str, dict] = {}
     for part in ("val", "test"):
         rows = getattr(dm.split, part)
         args = ([r.path for r in rows], [r.speaker for r in rows], [dm.class_names.index(r.label) for r in rows],
                 dm.waveform_of(rows))
-        raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
-                                            seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
+        raw[part] = {mode: score_utterances(predictor, *args, mode=mode.removesuffix(ADAPTED_SUFFIX), corpora=[r.corpus for r in rows],
+                                            seed=int(cfg.get("enrol_seed", 0)),
+                                            adapt="bn" if mode.endswith(ADAPTED_SUFFIX) else "none") for mode in modes}
     calibration = raw["val"][headline].fit_calibration(method, training_speakers={r.speaker for r in dm.split.train})
     if Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
         store_calibration(ckpt_path, calibration)
@@ -146,7 +150,11 @@ def write_scoring_artifacts(cfg, dm, report: dict) -> None:
                                 f"{report['test_stats']} statistics)")
 
 
-def rescore_run(run_dir: str | Path) -> dict:
+#: Settings ``rescore_run`` may change: how a run is scored, never how it was trained.
+SCORING_SETTINGS = ("scoring", "test_stats", "report_stats", "enrol_seed", "calibration", "adapt")
+
+
+def rescore_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict:
     """Score a finished ``train.py`` run again with the current scoring path and rewrite
     the scoring keys of its ``metrics.json`` (training keys such as ``epochs`` and
     ``wall_seconds`` are kept), its calibration and figures: when the scoring code
@@ -156,15 +164,29 @@ def rescore_run(run_dir: str | Path) -> dict:
     scored from its ``checkpoints/best.ckpt``; its training keys then come from the
     checkpoints (``epochs``) and the split.
 
+    Args:
+        overrides: ``key=value`` scoring settings (:data:`SCORING_SETTINGS`, e.g.
+            ``adapt=bn``) applied over the run's config; they are written into its
+            ``config.yaml``, which keeps saying what its ``metrics.json`` was scored with.
+
     Returns:
         The new ``metrics.json``.
 
     Raises:
         FileNotFoundError: no ``config.yaml``, or neither ``metrics.json`` nor
             ``checkpoints/best.ckpt`` in ``run_dir``.
+        ConfigError: an override of a setting that is not a scoring setting.
     """
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    if overrides:
+        changes = OmegaConf.from_dotlist(list(overrides))
+        wrong = sorted(set(changes) - set(SCORING_SETTINGS))
+        if wrong:
+            raise ConfigError(f"rescore can change scoring settings only ({', '.join(SCORING_SETTINGS)}), not {wrong}: "
+                              f"the others decide what the model was trained on")
+        cfg = OmegaConf.merge(cfg, changes)
+        OmegaConf.save(cfg, run_dir / "config.yaml")
     cfg.paths.output_dir = str(run_dir)
     dm = instantiate(cfg.data, features=OmegaConf.to_container(cfg.features, resolve=True),
                      augment=OmegaConf.to_container(cfg.augment, resolve=True), output_dir=None, _convert_="all")

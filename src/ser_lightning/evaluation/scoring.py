@@ -86,6 +86,38 @@ def modes_for(predictor, modes: list[str] | tuple[str, ...] | None = None, headl
     return modes + ([headline] if headline not in modes else []), headline
 
 
+#: Suffix of a statistics mode scored with BatchNorm statistics adapted on its enrolment recordings.
+ADAPTED_SUFFIX = "+bn"
+
+
+def adapted_modes(predictor, report_stats: list[str] | None, test_stats: str, adapt: str = "none") -> tuple[list[str], str]:
+    """The modes ``eval.py`` and the scoring after training score, and the headline mode, with ``adapt``.
+
+    ``adapt="none"``: :func:`~ser_lightning.evaluation.scoring.modes_for`. ``adapt="bn"``:
+    each ``enrol<k>`` mode of ``report_stats`` and ``test_stats`` is scored twice, as
+    ``enrol<k>`` (unadapted) and ``enrol<k>+bn`` (adapted on the same enrolment
+    recordings, the same utterances scored), and ``test_stats=enrol<k>`` makes
+    ``enrol<k>+bn`` the headline. A model without speaker normalisation keeps
+    ``utterance`` (all files, unadapted) and gets its ``enrol<k>`` modes too: for it they
+    only draw the enrolment recordings (no statistics).
+
+    Raises:
+        ConfigError: an unknown mode or ``adapt``; ``adapt="bn"`` without any ``enrol<k>`` mode.
+    """
+    from ser_lightning.inference.adaptation import check_adapt
+
+    modes, headline = modes_for(predictor, report_stats, test_stats)
+    if check_adapt(adapt) == "none":
+        return modes, headline
+    requested = [*(report_stats or SPEAKER_MODES), test_stats]
+    enrol = list(dict.fromkeys(m for m in requested if parse_stats_mode(m)[0] == "enrol"))
+    if not enrol:
+        raise ConfigError(f"adapt=bn re-estimates the BatchNorm statistics on k enrolment recordings per speaker: "
+                          f"report_stats or test_stats must name an enrol<k> mode (e.g. enrol8); got {requested}")
+    modes = list(dict.fromkeys([*modes, *enrol, *(m + ADAPTED_SUFFIX for m in enrol)]))
+    return modes, test_stats + ADAPTED_SUFFIX if test_stats in enrol else headline
+
+
 def enrolment_choice(paths: list[str], k: int, seed: int, speaker: str) -> list[int]:
     """Indices of the ``k`` enrolment recordings of one speaker among ``paths``.
 

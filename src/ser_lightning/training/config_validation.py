@@ -155,6 +155,12 @@ def scoring_problems(cfg: DictConfig) -> list[str]:
                 parse_stats_mode(str(mode))
             except ValueError as exc:
                 problems.append(f"{key}: {exc}")
+    adapt = _get(cfg, "adapt", "none")
+    requested = [str(m) for m in [_get(cfg, "test_stats", "training"), *list(_get(cfg, "report_stats") or [])]]
+    if adapt not in ("none", "bn"):
+        problems.append(f"adapt={adapt} is unknown; allowed: ['none', 'bn']")
+    elif adapt == "bn" and not any(m.startswith("enrol") for m in requested):
+        problems.append("adapt=bn adapts on enrolment recordings: report_stats must name an enrol<k> mode (e.g. enrol8)")
     return problems
 
 
