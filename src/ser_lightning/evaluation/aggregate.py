@@ -35,9 +35,9 @@ SCORES = (("test UAR", "test/uar"), ("test WAR", "test/war"), ("best val UAR", "
 #: test speaker's feature statistics from (all their test recordings; ``k`` label-blind
 #: enrolment recordings, then not scored; the stored training statistics), and
 #: ``utterance`` for a model normalising each utterance by itself (needs nothing)
-MODES = ("transductive", "enrol4", "enrol8", "enrol8+bn", "training", "utterance")
+MODES = ("transductive", "enrol4", "enrol4+bn", "enrol8", "enrol8+bn", "training", "utterance")
 MODE_TITLES = {"transductive": "transductive", "enrol4": "enrol k=4", "enrol8": "enrol k=8",
-               "enrol8+bn": "enrol k=8 + AdaBN", "training": "training statistics", "utterance": "utterance"}
+               "enrol4+bn": "enrol k=4 + AdaBN", "enrol8+bn": "enrol k=8 + AdaBN", "training": "training statistics", "utterance": "utterance"}
 
 
 def is_legacy(metrics: dict) -> bool:
