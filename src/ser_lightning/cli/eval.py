@@ -52,10 +52,10 @@ def run_eval(cfg: DictConfig) -> int:
           f"{100 * cal['after']['ece']:.1f} % at T = {cal['temperature']:.3g} (15 bins, top label)")
     others = [f"{m} {100 * r['uar']:.1f}" for m, r in report["eval_by_stats"].items() if m != report["test_stats"]]
     note = f"scoring={report['scoring']}, test-time statistics: {report['test_stats']}, classes={report['classes']}"
+    note += f" (UAR % under the other statistics: {', '.join(others)})" if others else ""
     unrestricted, restricted = report["eval_by_classes"]["all"], report["eval_by_classes"]["target"]
     if report["absent"]:
         note += (f"\nUAR % with the arg-max over the target's {len(report['target_classes'])} classes: {100 * restricted['uar']:.1f}; "
                  f"over all {len(report['model_classes'])} model classes: {100 * unrestricted['uar']:.1f}")
-    note += f" (UAR % under the other statistics: {', '.join(others)})" if others else ""
     print(format_table(metrics, f"test on {report['corpus']} ({report['part']})") + f"\n{note}\nreport: {output_dir / 'metrics.json'}\n")
     return 0
