@@ -176,6 +176,7 @@ def test_eval_cli_reports_unmapped_classes(savee_run, mini_ravdess, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dropped   calm: 4 files" in proc.stdout and "UAR (macro recall)" in proc.stdout
+    assert "classes=target" in proc.stdout and "over all 7 model classes" in proc.stdout
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["n_evaluated"] == 12 and 0 <= report["eval/uar"] <= 1
     bad = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={tmp_path / 'none.ckpt'}", "data=ravdess",
