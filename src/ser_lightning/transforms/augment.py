@@ -274,9 +274,16 @@ def _filter(waves: torch.Tensor, coefficients: tuple[torch.Tensor, torch.Tensor]
     return torchaudio.functional.lfilter(waves, a, b, clamp=False, batching=True)
 
 
-def _selected_rows(waves: torch.Tensor, p: float) -> torch.Tensor:
-    """Indices ``[k]`` of the examples an augmentation with probability ``p`` touches."""
-    return _apply_mask(waves.shape[0], p, waves.device).nonzero(as_tuple=True)[0]
+def _on_selected(waves: torch.Tensor, p: float, transform) -> torch.Tensor:
+    """``[batch, time]`` with ``transform`` (``[k, time]`` -> ``[k, time]``) applied to the
+    examples an augmentation with probability ``p`` touches, and only to them (the others
+    cost nothing); ``waves`` itself is left unchanged."""
+    rows = _apply_mask(waves.shape[0], p, waves.device).nonzero(as_tuple=True)[0]
+    if rows.numel() == 0:
+        return waves
+    out = waves.clone()
+    out[rows] = transform(waves[rows])
+    return out
 
 
 class RandomEqualizer(nn.Module):
@@ -329,10 +336,10 @@ class RandomEqualizer(nn.Module):
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """``[batch, time]`` -> ``[batch, time]``, same dtype and device."""
-        rows = _selected_rows(waves, self.p)
-        if rows.numel() == 0:
-            return waves
-        x, k, device, sr = waves[rows], rows.numel(), waves.device, self.sample_rate
+        return _on_selected(waves, self.p, self._equalise)
+
+    def _equalise(self, x: torch.Tensor) -> torch.Tensor:
+        k, device, sr = x.shape[0], x.device, self.sample_rate
         if self.highpass_hz:
             x = _filter(x, _biquad_coefficients("highpass", _log_uniform(k, *self.highpass_hz, device), sr))
         if self.lowpass_hz:
@@ -344,9 +351,7 @@ class RandomEqualizer(nn.Module):
             coefficients = _biquad_coefficients("peaking", _log_uniform(k, *self.peak_hz, device), sr,
                                                 q=_uniform(k, *self.peak_q, device), gain_db=gain)
             x = _filter(x, coefficients)
-        out = waves.clone()
-        out[rows] = x
-        return out
+        return x
 
 
 def _fast_fft_length(n: int) -> int:
@@ -417,22 +422,20 @@ class SyntheticReverb(nn.Module):
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """``[batch, time]`` -> ``[batch, time]``, same dtype and device."""
-        rows = _selected_rows(waves, self.p)
-        if rows.numel() == 0:
-            return waves
-        x, n = waves[rows], waves.shape[-1]
+        return _on_selected(waves, self.p, self._reverberate)
+
+    def _reverberate(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1]
         # Output sample t only sees h[0..t]: an RIR longer than the clip changes nothing.
         length = max(1, min(n, int(math.ceil(self.rt60[1] * self.sample_rate))))
-        rir = self.impulse_responses(rows.numel(), length, waves.device, waves.dtype)
+        rir = self.impulse_responses(x.shape[0], length, x.device, x.dtype)
         # fftconvolve transforms n + length - 1 points: zero-pad the RIR so that is a 2-3-5-smooth
         # size (4x faster on the CPU than a size with a large prime factor, same result).
         rir = nn.functional.pad(rir, (0, _fast_fft_length(n + length - 1) - (n + length - 1)))
         wet = torchaudio.functional.fftconvolve(x, rir)[:, :n]
         rms_in = x.pow(2).mean(dim=-1, keepdim=True).sqrt()
         rms_out = wet.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
-        out = waves.clone()
-        out[rows] = wet * (rms_in / rms_out)
-        return out
+        return wet * (rms_in / rms_out)
 
 
 class TelephoneChannel(nn.Module):
@@ -479,10 +482,10 @@ class TelephoneChannel(nn.Module):
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """``[batch, time]`` -> ``[batch, time]``, same dtype and device."""
-        rows = _selected_rows(waves, self.p)
-        if rows.numel() == 0:
-            return waves
-        x, n, k, device = waves[rows], waves.shape[-1], rows.numel(), waves.device
+        return _on_selected(waves, self.p, self._transmit)
+
+    def _transmit(self, x: torch.Tensor) -> torch.Tensor:
+        dtype, (k, n), device = x.dtype, x.shape, x.device
         if self.sample_rate != self.PHONE_RATE:
             x = torchaudio.functional.resample(x, self.sample_rate, self.PHONE_RATE)
         highpass = _biquad_coefficients("highpass", _uniform(k, *self.low_hz, device), self.PHONE_RATE)
@@ -491,12 +494,10 @@ class TelephoneChannel(nn.Module):
             x = _filter(x, coefficients)
         peak = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8)
         codes = torchaudio.functional.mu_law_encoding((x / peak).clamp(-1.0, 1.0), self.quantization_channels)
-        x = torchaudio.functional.mu_law_decoding(codes, self.quantization_channels).to(waves.dtype) * peak
+        x = torchaudio.functional.mu_law_decoding(codes, self.quantization_channels).to(dtype) * peak
         if self.sample_rate != self.PHONE_RATE:
             x = _crop_or_pad(torchaudio.functional.resample(x, self.PHONE_RATE, self.sample_rate), n, random_offset=False)
-        out = waves.clone()
-        out[rows] = x
-        return out
+        return x
 
 
 class Mixup(nn.Module):
