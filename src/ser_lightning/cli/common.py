@@ -43,6 +43,23 @@ def checkpoint_paths(ckpt_path) -> str | list[str]:
 CHECKOUT = Path(__file__).resolve().parents[3]
 
 
+def adapt_setting(cfg) -> str:
+    """``adapt=`` of ``predict.py`` and ``stream.py``, checked before any model is loaded.
+
+    Raises:
+        ConfigError: an unknown value, or ``adapt=bn`` without ``enrol=`` (the BatchNorm
+            statistics are re-estimated on the enrolment recordings only).
+    """
+    from ser_lightning.errors import ConfigError
+    from ser_lightning.inference.adaptation import check_adapt
+
+    adapt = check_adapt(str(cfg.get("adapt") or "none"))
+    if adapt == "bn" and not cfg.get("enrol"):
+        raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: give "
+                          "enrol=<files, folder or glob> (never the files to be predicted)")
+    return adapt
+
+
 def enrol_speaker(predictor, spec, adapt: str = "none"):
     """``enrol=<files, folder or glob>`` of ``predict.py`` and ``stream.py``: for a
     speaker-normalised model, the speaker's statistics from those recordings

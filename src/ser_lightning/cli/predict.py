@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
+from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker
 from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
@@ -20,7 +20,6 @@ def run_predict(cfg: DictConfig) -> int:
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
     (silence, and ``uncertain`` below ``cfg.min_confidence``, count as predictions), 1
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
-    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
     from ser_lightning.inference.predictor import Predictor
@@ -30,10 +29,7 @@ def run_predict(cfg: DictConfig) -> int:
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ConfigError(f"{key}={cfg[key]}: use a .csv or .json file name")
-        adapt = check_adapt(str(cfg.get("adapt") or "none"))
-        if adapt == "bn" and not cfg.get("enrol"):
-            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: give "
-                              "enrol=<files, folder or glob> (never the files to be predicted)")
+        adapt = adapt_setting(cfg)
         speaker_stats = str(cfg.get("speaker_stats") or "auto")
         if speaker_stats == "auto":
             speaker_stats = "enrol" if cfg.get("enrol") else "training"

@@ -168,10 +168,9 @@ def format_event(event) -> str:
 def run_stream(cfg: DictConfig) -> int:
     """Run ``stream.py``; returns the exit code: 0 (ended, Ctrl-C included), 1 (the
     source failed mid-stream; what was heard is still written), 2 (usage error)."""
-    from ser_lightning.cli.common import checkpoint_paths, enrol_speaker
+    from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker
     from ser_lightning.data.vad import build_vad
     from ser_lightning.errors import AudioDecodeError
-    from ser_lightning.inference.adaptation import check_adapt
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
     from ser_lightning.inference.predictor import Predictor
@@ -188,10 +187,7 @@ def run_stream(cfg: DictConfig) -> int:
     try:
         if cfg.get("timeline") and Path(str(cfg.timeline)).suffix.lower() not in (".csv", ".json"):
             raise ConfigError(f"timeline={cfg.timeline}: use a .csv or .json file name")
-        adapt = check_adapt(str(cfg.get("adapt") or "none"))
-        if adapt == "bn" and not cfg.get("enrol"):
-            raise ConfigError("adapt=bn re-estimates the model's BatchNorm statistics on recordings of the speaker: "
-                              "give enrol=<files, folder or glob>")
+        adapt = adapt_setting(cfg)
         if source == "mic":
             mic = MicrophoneSource(cfg.get("device"), cfg.get("sample_rate"), float(cfg.chunk_seconds), float(cfg.stall_seconds))
             rate, chunks, label = mic.sample_rate, mic.chunks(), f"mic:{mic.name}"
