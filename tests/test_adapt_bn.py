@@ -163,6 +163,9 @@ def test_scoring_modes_and_adaptation(predictor, mini_ravdess):
     adapted = score_utterances(predictor, paths, speakers, targets, waves.__getitem__, "enrol2", adapt="bn")
     pooled = score_utterances(predictor, paths, speakers, targets, waves.__getitem__, "enrol2", adapt="bn", adapt_scope="corpus")
     assert adapted.mode == "enrol2+bn" and plain.mode == "enrol2"
+    named = score_utterances(predictor, paths, speakers, targets, waves.__getitem__, "enrol2+bn")  # the mode adapted_modes names
+    assert named.mode == "enrol2+bn" and named.paths == adapted.paths
+    np.testing.assert_allclose(named.probabilities, adapted.probabilities, atol=1e-6)
     assert plain.paths == adapted.paths == pooled.paths and len(plain.paths) == len(paths) - 4
     assert plain.enrolled == adapted.enrolled and not set(adapted.paths) & {p for v in adapted.enrolled.values() for p in v}
     assert not np.allclose(plain.probabilities, adapted.probabilities, atol=1e-3)

@@ -67,6 +67,19 @@ def test_an_ensemble_averages_its_members_probabilities(two_seeds):
         assert both[part].paths == alone[0][part].paths and len(both[part].paths) > 0
 
 
+def test_an_ensemble_of_one_adapted_run_reproduces_its_adapted_scores(two_seeds, tmp_path):
+    from ser_lightning.evaluation.run_scoring import rescore_run
+
+    run = tmp_path / "adapted"
+    shutil.copytree(two_seeds[0], run)
+    recorded = rescore_run(run, ["adapt=bn", "report_stats=[enrol2,training]"])
+    assert "enrol2+bn" in recorded["test_by_stats"]
+    metrics = ensemble_metrics(evaluate_ensemble([run]), recorded["class_names"])
+    for mode in ("enrol2", "enrol2+bn", "training"):
+        assert metrics["test_by_stats"][mode]["confusion_matrix"] == recorded["test_by_stats"][mode]["confusion_matrix"], mode
+    assert metrics["test/uar"] == pytest.approx(recorded["test/uar"], abs=1e-6)
+
+
 def test_runs_of_different_splits_or_without_a_checkpoint_are_refused(two_seeds, tmp_path):
     other_split = tmp_path / "other_split"
     shutil.copytree(two_seeds[1], other_split)

@@ -10,7 +10,8 @@ trained, validated and tested on the same utterances.
 
 The ensemble scores the recorded validation and test utterances through the one scoring
 path (:mod:`ser_lightning.evaluation.scoring`), exactly as the scoring after training scores one
-run: the same policy and test-time statistics (from the run's ``config.yaml``), the
+run: the same policy, test-time statistics and adaptation (``adapt=bn``: every member's
+BatchNorm statistics re-estimated on each speaker's enrolment recordings; from the run's ``config.yaml``), the
 checkpoint the run recorded in ``metrics.json`` (the best validation UAR; with
 ``callbacks=ema``, the averaged weights). An ensemble of one run therefore reproduces
 that run's ``metrics.json``.
@@ -96,7 +97,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
                       data_root: str | None = None) -> dict[str, PartScores]:
     """Average the class probabilities of the runs in ``run_dirs`` on each part of their
     recorded split, through the one scoring path (:mod:`ser_lightning.evaluation.scoring`), with the
-    first run's scoring policy and test-time statistics (its ``config.yaml``).
+    first run's scoring policy, test-time statistics and ``adapt`` (its ``config.yaml``).
 
     Args:
         run_dirs: ``train.py`` run directories (each with ``config.yaml``,
@@ -116,7 +117,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.errors import SplitMismatchError
     from ser_lightning.evaluation.evaluate import recorded_split
-    from ser_lightning.evaluation.scoring import modes_for, score_utterances
+    from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     if not run_dirs:
@@ -143,7 +144,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     if data_root is not None:
         data_cfg["root"] = data_root
     # runs made before test_stats existed were tested with each speaker's own statistics
-    modes, headline = modes_for(ensemble, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "transductive")))
+    modes, headline = adapted_modes(ensemble, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "transductive")),
+                                    str(cfg.get("adapt") or "none"))
     seed = int(cfg.get("enrol_seed", 0))
     classes = ensemble.class_names
     raw: dict[str, dict] = {}

@@ -218,7 +218,7 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
 
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
-    from ser_lightning.evaluation.scoring import ADAPTED_SUFFIX, adapted_modes, score_utterances
+    from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     if classes not in CLASS_POLICIES:
@@ -238,12 +238,10 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     modes, headline = adapted_modes(predictor, report_stats, test_stats, adapt)
     by_stats, scored, by_classes = {}, {}, {}
     for mode in modes:
-        base, adapted = mode.removesuffix(ADAPTED_SUFFIX), mode.endswith(ADAPTED_SUFFIX)
         unrestricted = score_utterances(predictor, [r.path for _, r in decoded], [r.speaker for _, r in decoded],
                                         [index[mapping.mapping[r.label]] for _, r in decoded],
-                                        lambda j: audio.wave(decoded[j][0]), base, corpora=[r.corpus for _, r in decoded],
-                                        seed=enrol_seed, batch_size=batch_size, adapt="bn" if adapted else "none",
-                                        adapt_scope=adapt_scope)
+                                        lambda j: audio.wave(decoded[j][0]), mode, corpora=[r.corpus for _, r in decoded],
+                                        seed=enrol_seed, batch_size=batch_size, adapt_scope=adapt_scope)
         restricted = unrestricted.restricted(allowed)
         scored[mode] = restricted if classes == "target" else unrestricted
         by_stats[mode] = scored[mode].report()

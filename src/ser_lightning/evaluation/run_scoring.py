@@ -46,7 +46,7 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         ValueError: ``test_stats`` names a mode that does not apply to the model, or an
             unknown ``calibration``.
     """
-    from ser_lightning.evaluation.scoring import ADAPTED_SUFFIX, adapted_modes, score_utterances
+    from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
     from ser_lightning.inference.predictor import Predictor
 
     method = str(cfg.get("calibration", "auto"))
@@ -59,9 +59,8 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
         rows = getattr(dm.split, part)
         args = ([r.path for r in rows], [r.speaker for r in rows], [dm.class_names.index(r.label) for r in rows],
                 dm.waveform_of(rows))
-        raw[part] = {mode: score_utterances(predictor, *args, mode=mode.removesuffix(ADAPTED_SUFFIX), corpora=[r.corpus for r in rows],
-                                            seed=int(cfg.get("enrol_seed", 0)),
-                                            adapt="bn" if mode.endswith(ADAPTED_SUFFIX) else "none") for mode in modes}
+        raw[part] = {mode: score_utterances(predictor, *args, mode=mode, corpora=[r.corpus for r in rows],
+                                            seed=int(cfg.get("enrol_seed", 0))) for mode in modes}
     calibration = raw["val"][headline].fit_calibration(method, training_speakers={r.speaker for r in dm.split.train})
     if Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve()):
         store_calibration(ckpt_path, calibration)

@@ -266,7 +266,8 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
         targets: true class index of each utterance (indices of ``predictor.class_names``).
         wave: ``i -> [time]`` float32 waveform of utterance ``i`` at
             ``predictor.sample_rate`` (decoded once, e.g. from the waveform cache).
-        mode: see the module docstring.
+        mode: see the module docstring; ``enrol<k>+bn`` (a mode :func:`adapted_modes`
+            names) is ``enrol<k>`` with ``adapt="bn"``.
         corpora: corpus of each utterance (for per-corpus scores); default ``""``.
         seed: seed of the enrolment draw.
         batch_size: windows per forward pass.
@@ -287,6 +288,8 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     """
     from ser_lightning.inference.adaptation import check_adapt
 
+    if mode.endswith(ADAPTED_SUFFIX):
+        mode, adapt = mode.removesuffix(ADAPTED_SUFFIX), "bn"
     kind, k = parse_stats_mode(mode)
     if check_adapt(adapt) == "bn" and kind != "enrol":
         raise ConfigError(f"adapt=bn re-estimates the BatchNorm statistics on enrolment recordings, which only an enrol<k> "
