@@ -91,7 +91,7 @@ ADAPTED_SUFFIX = "+bn"
 
 
 def adapted_modes(predictor, report_stats: list[str] | None, test_stats: str, adapt: str = "none") -> tuple[list[str], str]:
-    """The modes ``eval.py`` and the scoring after training score, and the headline mode, with ``adapt``.
+    """The modes ``eval.py``, the scoring after training and ensembles score, and the headline mode, with ``adapt``.
 
     ``adapt="none"``: :func:`~ser_lightning.evaluation.scoring.modes_for`. ``adapt="bn"``:
     each ``enrol<k>`` mode of ``report_stats`` and ``test_stats`` is scored twice, as

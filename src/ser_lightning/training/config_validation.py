@@ -141,6 +141,7 @@ def scoring_problems(cfg: DictConfig) -> list[str]:
     """How the best checkpoint will be scored after training (checked before training, so
     a typo does not cost a finished run its report)."""
     from ser_lightning.evaluation.scoring import parse_stats_mode
+    from ser_lightning.inference.adaptation import ADAPT
     from ser_lightning.inference.predictor import SCORING
 
     problems = []
@@ -157,8 +158,8 @@ def scoring_problems(cfg: DictConfig) -> list[str]:
                 problems.append(f"{key}: {exc}")
     adapt = _get(cfg, "adapt", "none")
     requested = [str(m) for m in [_get(cfg, "test_stats", "training"), *list(_get(cfg, "report_stats") or [])]]
-    if adapt not in ("none", "bn"):
-        problems.append(f"adapt={adapt} is unknown; allowed: ['none', 'bn']")
+    if adapt not in ADAPT:
+        problems.append(f"adapt={adapt} is unknown; allowed: {list(ADAPT)}")
     elif adapt == "bn" and not any(m.startswith("enrol") for m in requested):
         problems.append("adapt=bn adapts on enrolment recordings: report_stats must name an enrol<k> mode (e.g. enrol8)")
     return problems
