@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "ser_lightning"
 
 #: Folder (or shared leaf) -> its layer; a module may import its own folder and lower layers.
-#: data and models share a layer but are independent of each other (see ALLOWED).
+#: data and models share a layer but are independent of each other (see ALLOWED); so do
+#: transforms and encoders (pretrained speech encoders, which models/ssl.py composes with a head).
 #: ``download`` is the ``python -m ser_lightning.download`` spelling of the cli.download runner.
-LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "data": 2, "models": 2,
+LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "encoders": 1, "data": 2, "models": 2,
           "inference": 3, "evaluation": 4, "training": 5, "cli": 6, "download": 7}
 
 

@@ -87,6 +87,12 @@ class CheckpointError(SERUserError, ValueError):
     """The file is not a ser-lightning checkpoint, or is corrupted."""
 
 
+class EncoderWeightsError(SERUserError, FileNotFoundError):
+    """A pretrained speech encoder's weight file is missing, unreadable, of another
+    architecture, or not the file a checkpoint was trained with (the message names the
+    file, where it comes from, its size and the command that fetches it)."""
+
+
 class EnsembleError(SERUserError, ValueError):
     """The runs cannot form an ensemble: a run directory lacks its config or best
     checkpoint, or the members disagree on the classes or on the utterances of a part."""

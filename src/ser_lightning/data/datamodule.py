@@ -89,6 +89,9 @@ class SERDataModule(L.LightningDataModule):
         trim: ``none``, ``vad`` (Silero) or ``energy``: cut each file's leading and
             trailing silence once, when the waveform cache is built (part of its key),
             before clips are cropped (:func:`ser_lightning.data.vad.trim_silence`).
+        train_crop: ``"random"`` (default) or ``"windows"``: training crops drawn from the
+            scoring windows (:class:`~ser_lightning.data.dataset.ClipDataset`); the
+            pipeline sets it for a frozen encoder with an embedding cache (``model=ssl``).
     """
 
     def __init__(
@@ -122,8 +125,12 @@ class SERDataModule(L.LightningDataModule):
         trim: str = "none",
         test_corpus: str | None = None,
         val_speakers: list[str] | None = None,
+        train_crop: str = "random",
     ):
         super().__init__()
+        if train_crop not in ("random", "windows"):
+            raise ConfigError(f"data.train_crop='{train_crop}' is not allowed; use random or windows")
+        self.train_crop = train_crop
         if gender not in (None, "female", "male"):
             raise ConfigError(f"data.gender='{gender}' is not allowed; use female, male or null")
         if clip_seconds <= 0:
@@ -155,6 +162,9 @@ class SERDataModule(L.LightningDataModule):
         self.features = FeatureExtractor(self.feature_config)
         self.wave_augment = build_chain(augment, WAVEFORM_AUGMENTS, sample_rate=sample_rate)
         self.spec_augment = build_chain(augment, SPECTROGRAM_AUGMENTS)
+        if self.feature_config.kind == "waveform" and len(self.spec_augment):
+            raise ConfigError("features=waveform (model=ssl) has no spectrogram to mask: set augment.specaugment=null "
+                              "(augment=none, or waveform augmentation only)")
         self.target_augment = build_chain(augment, TARGET_AUGMENTS)  # mixup: soft targets
         self.class_names: list[str] = []
         self.split: Split | None = None
@@ -209,7 +219,7 @@ class SERDataModule(L.LightningDataModule):
             part_rows = getattr(self.split, part)
             self._datasets[part] = ClipDataset(
                 audio, [index_of[r.path] for r in part_rows], [target_of[r.label] for r in part_rows],
-                self.clip_samples, train=(part == "train"),
+                self.clip_samples, train=(part == "train"), crop=self.train_crop,
                 speakers=None if speaker_of is None else [speaker_of[r.speaker] for r in part_rows],
             )
         self._audio = audio

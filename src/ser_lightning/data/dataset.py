@@ -28,13 +28,21 @@ class ClipDataset(Dataset):
         train: random crops when ``True``.
         speakers: ``[len(indices)]`` speaker index of each, or ``None``. When given,
             every item and batch carries it as a third element (speaker normalisation).
+        crop: training crops: ``"random"`` (any start) or ``"windows"``: one of the
+            windows the scoring path cuts from the file (starts ``0, hop, 2 hop, ...``
+            and one ending at the file's end: :class:`~ser_lightning.data.streaming.WindowSlicer`;
+            a short file centred and zero-padded), drawn at random. With a frozen
+            encoder's embedding cache (``model=ssl``), every training crop is then a
+            window the cache has seen after the first epoch.
+        hop_samples: the windows' hop for ``crop="windows"`` (default: half a clip, as
+            predict.py's default).
 
     Items: ``(wave [clip_samples] float32, target int64)``, plus ``speaker int64`` when
     ``speakers`` is given.
     """
 
     def __init__(self, audio: DecodedAudio, indices: list[int], targets: list[int], clip_samples: int, train: bool,
-                 speakers: list[int] | None = None):
+                 speakers: list[int] | None = None, crop: str = "random", hop_samples: int | None = None):
         if len(indices) != len(targets) or (speakers is not None and len(speakers) != len(indices)):
             raise ValueError("indices, targets and speakers differ in length")
         self.audio = audio
@@ -43,6 +51,10 @@ class ClipDataset(Dataset):
         self.speakers = None if speakers is None else torch.as_tensor(speakers, dtype=torch.long)
         self.clip_samples = clip_samples
         self.train = train
+        if crop not in ("random", "windows"):
+            raise ValueError(f"crop='{crop}' is unknown; allowed: random, windows")
+        self.crop = crop
+        self.hop_samples = int(hop_samples or int(round(clip_samples / 2)))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -62,7 +74,13 @@ class ClipDataset(Dataset):
         starts = self.audio.offsets[files]
         lengths = self.audio.offsets[files + 1] - starts
         room = np.abs(lengths - self.clip_samples)
-        if self.train:
+        if self.train and self.crop == "windows":
+            draw = torch.rand(len(items), dtype=torch.float64).numpy()
+            regular = np.where(lengths >= self.clip_samples, (lengths - self.clip_samples) // self.hop_samples + 1, 1)
+            extra = (lengths > self.clip_samples) & ((regular - 1) * self.hop_samples + self.clip_samples < lengths)
+            k = np.minimum((draw * (regular + extra)).astype(np.int64), regular + extra - 1)
+            offsets = np.where(lengths < self.clip_samples, room // 2, np.where(k < regular, k * self.hop_samples, room))
+        elif self.train:
             draw = torch.rand(len(items), dtype=torch.float64).numpy()
             offsets = np.minimum((draw * (room + 1)).astype(np.int64), room)
         else:

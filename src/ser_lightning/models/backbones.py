@@ -9,9 +9,11 @@ from ser_lightning.errors import ConfigError
 from ser_lightning.models.cnn1d import CNN1d
 from ser_lightning.models.cnn2d import CNN2d
 from ser_lightning.models.resnet2d import ResNet2d
+from ser_lightning.models.ssl import SSLClassifier
 
 #: Backbone name (``model.backbone.name``) -> class taking ``(n_features, n_classes, **kwargs)``.
-BACKBONES: dict[str, type[nn.Module]] = {"cnn1d": CNN1d, "cnn2d": CNN2d, "resnet2d": ResNet2d}
+#: ``ssl``: a pretrained speech encoder and a head (:mod:`ser_lightning.models.ssl`; takes ``encoder=``).
+BACKBONES: dict[str, type[nn.Module]] = {"cnn1d": CNN1d, "cnn2d": CNN2d, "resnet2d": ResNet2d, "ssl": SSLClassifier}
 
 
 def build_backbone(name: str, n_features: int, n_classes: int, **kwargs) -> nn.Module:

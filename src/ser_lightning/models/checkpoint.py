@@ -87,21 +87,35 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 def load_backbone(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """The backbone of a checkpoint with its weights, and the checkpoint's hyper-parameters.
 
+    A ``model=ssl`` checkpoint holds the head (and any fine-tuned encoder layers); its
+    frozen encoder weights are read from the weight file recorded in
+    ``hyper_parameters["encoder"]`` (or the bundle's torch hub cache path), whose SHA-256
+    must be the recorded one.
+
     Raises:
         CheckpointError: see :func:`load_checkpoint`, or settings/weights that do not
             describe a model of this version.
+        EncoderWeightsError: ``model=ssl``: the encoder's weight file is missing or not
+            the one the model was trained with (the message says how to get it).
     """
     ckpt = load_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     try:
         n_features = FeatureConfig.from_dict(hp["features"]).n_features
         backbone = dict(hp["backbone"])
+        if hp.get("encoder") is not None:  # model=ssl: the encoder's weight file (path and SHA-256)
+            backbone["encoder"] = dict(hp["encoder"])
         model = build_backbone(backbone.pop("name"), n_features, len(hp["class_names"]), **backbone)
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path}: its settings do not describe a model of this version ({exc})") from exc
     state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    from_file = set(model.weights_from_file()) if hasattr(model, "weights_from_file") else set()
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the model described in it ({exc})") from exc
+    missing = sorted(set(missing) - from_file)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the model described in it (missing {missing[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]})")
     return model, hp

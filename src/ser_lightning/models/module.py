@@ -52,6 +52,10 @@ class SERModule(L.LightningModule):
             ``eval.py part=...`` against the data it is given.
         split_fingerprint: the fingerprint of the split it was trained, validated and
             tested on (:func:`~ser_lightning.data.recorded_split.split_fingerprint`).
+        encoder: ``model=ssl`` only: the pretrained encoder's settings (``model.encoder``,
+            :class:`~ser_lightning.models.ssl.SSLClassifier`); the checkpoint stores them
+            with the weight file's absolute path and SHA-256 filled in, and leaves the
+            frozen encoder weights out (they are loaded from that file).
 
     Raises:
         ValueError: an unknown optimizer or scheduler, a non-positive learning rate,
@@ -71,6 +75,7 @@ class SERModule(L.LightningModule):
         feature_stats: dict | None = None,
         data_settings: dict | None = None,
         split_fingerprint: str | None = None,
+        encoder: dict | None = None,
     ):
         super().__init__()
         optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
@@ -87,7 +92,13 @@ class SERModule(L.LightningModule):
         self.class_names = list(class_names)
         self.feature_config = FeatureConfig.from_dict(features)
         backbone = dict(backbone)
+        if encoder is not None:
+            backbone["encoder"] = dict(encoder)
         self.net = build_backbone(backbone.pop("name"), self.feature_config.n_features, len(class_names), **backbone)
+        if hasattr(self.net, "encoder_record"):  # model=ssl: record the weight file the encoder was loaded from
+            self.hparams["encoder"] = self.net.encoder_record(dict(encoder or {}))
+            # the frozen encoder's weights are not in the checkpoint (see on_save_checkpoint)
+            self.strict_loading = False
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         n = len(class_names)
@@ -132,9 +143,18 @@ class SERModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_epoch(self.val_confusion, "val/")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Leave out the parameters the backbone loads from a file of its own (a frozen
+        pretrained encoder: hundreds of MB per checkpoint otherwise)."""
+        if hasattr(self.net, "weights_from_file"):
+            for key in self.net.weights_from_file():
+                checkpoint["state_dict"].pop(f"net.{key}", None)
+
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer)
-        optimizer = OPTIMIZERS[opt_cfg.pop("name")](self.parameters(), **opt_cfg)
+        # a backbone with parameter groups (model=ssl: the head, and fine-tuned encoder layers at their own lr)
+        params = self.net.parameter_groups(opt_cfg["lr"]) if hasattr(self.net, "parameter_groups") else self.parameters()
+        optimizer = OPTIMIZERS[opt_cfg.pop("name")](params, **opt_cfg)
         sch_cfg = dict(self.hparams.scheduler)
         name = sch_cfg.pop("name")
         if name == "none":
@@ -146,7 +166,8 @@ class SERModule(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/uar"}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
         if name == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt_cfg["lr"], total_steps=total, pct_start=sch_cfg.get("pct_start", 0.1))
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
+                                                            pct_start=sch_cfg.get("pct_start", 0.1))
         else:  # cosine with linear warm-up, per step
             warmup = int(sch_cfg.get("warmup_fraction", 0.05) * total)
 

@@ -110,6 +110,14 @@ def model_problems(cfg: DictConfig) -> list[str]:
     normalize = _get(cfg, "features.normalize", "utterance")
     if normalize not in NORMALIZATIONS:
         problems.append(f"features.normalize='{normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
+    if (backbone == "ssl") != (kind == "waveform"):
+        problems.append(f"model.backbone.name={backbone} with features.kind={kind}: a pretrained encoder (model=ssl) takes "
+                        f"features=waveform, and only it does")
+    if backbone == "ssl" and _get(cfg, "model.encoder.freeze", True) and _get(cfg, "model.encoder.cache", False):
+        augments = [k for k, v in (_get(cfg, "augment") or {}).items() if v and (not hasattr(v, "get") or (v.get("enabled", True) and (v.get("p") or 1) > 0))]
+        if augments:
+            problems.append(f"model.encoder.cache=true stores each window's embedding once: augmentation ({', '.join(augments)}) "
+                            f"would make every training crop new; use augment=none, or model.encoder.cache=false to augment")
     return problems
 
 

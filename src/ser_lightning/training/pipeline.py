@@ -39,14 +39,27 @@ def _container(cfg) -> dict:
 
 
 def build_datamodule(cfg: DictConfig):
-    """The DataModule of ``cfg.data`` with the run's features, augmentation and run dir."""
+    """The DataModule of ``cfg.data`` with the run's features, augmentation and run dir.
+
+    With a frozen encoder's embedding cache (``model=ssl``, ``model.encoder.cache=true``)
+    the training crops are the scoring windows (``train_crop=windows``), so an epoch after
+    the first reads every crop from the cache.
+    """
+    extra = {"train_crop": "windows"} if uses_embedding_cache(cfg) else {}
     return instantiate(
         cfg.data,
         features=_container(cfg.features),
         augment=_container(cfg.augment),
         output_dir=str(cfg.paths.output_dir),
         _convert_="all",
+        **extra,
     )
+
+
+def uses_embedding_cache(cfg: DictConfig) -> bool:
+    """Whether the run's model is a frozen pretrained encoder with its embedding cache on."""
+    enc = (cfg.get("model") or {}).get("encoder")
+    return bool(enc) and bool(enc.get("freeze", True)) and bool(enc.get("cache", False)) and bool(enc.get("cache_dir"))
 
 
 def balanced_class_weights(counts: list[int]) -> list[float]:

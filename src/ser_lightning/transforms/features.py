@@ -15,7 +15,7 @@ from torch import nn
 
 from ser_lightning.errors import ConfigError
 
-FEATURE_KINDS = ("logmel", "mfcc", "seed")
+FEATURE_KINDS = ("logmel", "mfcc", "seed", "waveform")
 NORMALIZATIONS = ("utterance", "speaker", "none")
 #: Rows of the ``seed`` stack per frame besides the MFCCs and mel bands: ZCR, 12 chroma, RMS.
 SEED_EXTRA_ROWS = 1 + 12 + 1
@@ -70,6 +70,9 @@ class FeatureConfig:
             raise ConfigError(f"features.kind='{out.kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
         if out.normalize not in NORMALIZATIONS:
             raise ConfigError(f"features.normalize='{out.normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
+        if out.kind == "waveform" and out.normalize != "none":
+            raise ConfigError(f"features.kind=waveform passes the samples to a speech encoder unchanged: features.normalize "
+                              f"must be none, got '{out.normalize}' (the encoder normalises its input itself)")
         return out
 
     def to_dict(self) -> dict:
@@ -80,10 +83,14 @@ class FeatureConfig:
         """Feature dimension per frame."""
         if self.kind == "seed":
             return SEED_EXTRA_ROWS + self.n_mfcc + self.n_mels
+        if self.kind == "waveform":
+            return 1
         return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for ``n_samples`` (centred STFT)."""
+        """Frames produced for ``n_samples`` (centred STFT; ``waveform``: the samples)."""
+        if self.kind == "waveform":
+            return n_samples
         return n_samples // self.hop_length + 1
 
 
@@ -141,6 +148,7 @@ class FeatureExtractor(nn.Module):
     scale without filter normalisation: torchaudio's defaults) -> dB per example. MFCC: a type-II
     orthonormal DCT of the log-mel bands (as ``torchaudio.transforms.MFCC`` computes
     it), so both share one STFT.
+    Waveform (``kind="waveform"``): the samples unchanged, ``[batch, 1, time]``.
     Per-utterance normalisation subtracts each feature's mean over time and divides by
     its standard deviation (cepstral mean and variance normalisation). With
     ``normalize="speaker"`` or ``"none"`` the output is not normalised here.
@@ -178,6 +186,8 @@ class FeatureExtractor(nn.Module):
         """
         if waves.dim() != 2:
             raise ValueError(f"FeatureExtractor expects [batch, time] waveforms, got shape {tuple(waves.shape)}")
+        if self.config.kind == "waveform":
+            return waves.float()[:, None, :]
         # The STFT stays in float32 under autocast: half precision loses the low bands.
         with torch.autocast(device_type=waves.device.type, enabled=False):
             if self.config.kind == "seed":
