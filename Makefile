@@ -5,6 +5,7 @@
 #   make test    creates .venv on first use, then runs the test suite (never downloads)
 # Extra Hydra overrides: make train ARGS="model=cnn1d data=ravdess"
 # Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.cli.download)
+# Pretrained encoder weights (model=ssl, docs/ENCODERS.md): make encoder ENCODER=wavlm_base_plus
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -29,7 +30,7 @@ endif
 # The data root as paths.data_dir resolves it (conf/paths/default.yaml).
 DATA_ROOT = $(if $(SER_DATA_DIR),$(SER_DATA_DIR),data)
 
-.PHONY: venv train test predict clean data
+.PHONY: venv train test predict clean data encoder
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,10 @@ data: $(VENV)/.installed
 	@test -n "$(CORPUS)" || { echo "usage: make data CORPUS=<ravdess|tess|crema_d|emodb|savee> [ARGS='accept_licence=true']"; \
 	  $(PY) -m ser_lightning.cli.download --list; exit 1; }
 	$(PY) -m ser_lightning.cli.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
+
+encoder: $(VENV)/.installed
+	@test -n "$(ENCODER)" || { echo "usage: make encoder ENCODER=<wav2vec2_base|wav2vec2_large_lv60k|wav2vec2_xlsr_300m|hubert_base|hubert_large|wavlm_base|wavlm_base_plus|wavlm_large> [ARGS='mirror=URL']"; exit 1; }
+	$(PY) -m ser_lightning.cli.download encoder=$(ENCODER) $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -386,6 +386,29 @@ def _fetch_all(files: list[RemoteFile], folder: Path, *, retries: int, workers: 
         bar.close()
 
 
+def fetch_file(url: str, folder: Path, name: str, *, sha256: str | None = None, retries: int = 2, progress: bool = True,
+               what: str | None = None) -> Path:
+    """Download one file to ``folder/name`` through the corpora's download code (pooch,
+    resumable with HTTP ``Range`` from ``folder/name.part``, retried); a file already
+    there (with the right hash, when ``sha256`` is given) is kept.
+
+    Used for single files outside a corpus, e.g. a pretrained encoder's weights
+    (``python -m ser_lightning.cli.download encoder=<name>``).
+
+    Returns:
+        ``folder/name``.
+
+    Raises:
+        DownloadError: one sentence saying what failed (network, HTTP status, checksum,
+            disk) and, for a broken transfer, that running again resumes it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    remote = RemoteFile(path=name, url=url, hash=f"sha256:{sha256}" if sha256 else None, size=None)
+    _fetch_all([remote], folder, retries=retries, workers=1, progress=progress, what=what or name)
+    return folder / name
+
+
 def _file_bar(total: int, enabled: bool, what: str):
     from tqdm import tqdm
 

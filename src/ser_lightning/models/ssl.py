@@ -3,7 +3,7 @@
 waveform ``[batch, 1, time]`` (``features=waveform``) -> :class:`~ser_lightning.encoders.encoder.SSLEncoder`
 (every transformer layer's hidden states) -> per-layer statistics or frames -> learnable
 softmax weights over the layers (:class:`~ser_lightning.encoders.pooling.LayerWeights`,
-SUPERB: Yang et al., 2021) -> pooling over time -> MLP -> logits.
+SUPERB: Yang et al., 2021) -> pooling over time -> BatchNorm -> MLP -> logits.
 
 Two heads (``model.backbone.pooling``):
 
@@ -80,8 +80,11 @@ class SSLClassifier(nn.Module):
         layers, dim = self.encoder.num_layers, self.encoder.dim
         self.layer_weights = LayerWeights(layers)
         self.attention = AttentiveStatsPool(dim, attention_hidden) if pooling == "attentive" else None
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, n_classes))
+        # BatchNorm first: each pooled feature at zero mean and unit variance over the
+        # training windows (encoder layers differ in scale by orders of magnitude); its
+        # statistics are also what AdaBN (adapt=bn) re-estimates on a new speaker.
+        self.head = nn.Sequential(nn.BatchNorm1d(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, hidden), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.cache: EmbeddingCache | None = None
         if cache and cache_dir and self.encoder.freeze:
             self.cache = EmbeddingCache(cache_dir, self.encoder.spec.name, self.encoder.sha256,
