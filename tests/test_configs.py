@@ -15,13 +15,15 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import REPO
+from tests.helpers.encoders import tiny_overrides, tiny_weights
 
 CONF = REPO / "conf"
 #: Groups of conf/train.yaml's defaults list (and the optional ones) -> their options.
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
           for g in ("paths", "data", "features", "augment", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search")}
 #: Overrides an option needs to be complete (values the user must give).
-NEEDS = {("data", "default"): ["data.corpus=tess"], ("data", "manifest"): ["data.root=/nowhere/manifest.csv"]}
+NEEDS = {("data", "default"): ["data.corpus=tess"], ("data", "manifest"): ["data.root=/nowhere/manifest.csv"],
+         ("features", "waveform"): ["model=ssl"]}  # the waveform is a pretrained encoder's input, and only its
 CASES = [(g, o) for g, options in GROUPS.items() for o in options]
 
 
@@ -43,7 +45,10 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)  # loggers and the Trainer may create folders
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = _compose("train", [f"{group}={option}", *NEEDS.get((group, option), [])], hydra_config=True)
+    overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
+    if "model=ssl" in overrides:  # a weight file: a tiny random encoder of the family (tests/helpers/encoders.py)
+        overrides += tiny_overrides(tiny_weights(tmp_path / "tiny.pth"), tmp_path / "emb")[1:]
+    cfg = _compose("train", overrides, hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
         cfg.paths.data_dir = str(tmp_path / "data")  # not read: setup() is not called

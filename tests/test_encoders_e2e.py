@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from ser_lightning.data.corpora import read_corpus
-from ser_lightning.errors import EncoderWeightsError
+from ser_lightning.errors import ConfigError, EncoderWeightsError
+from ser_lightning.inference.export import export_checkpoint
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.models.checkpoint import load_checkpoint
 from ser_lightning.training.pipeline import train
@@ -67,6 +68,14 @@ def test_head_learns_tess_above_chance_and_checkpoint_refers_to_the_weights(ssl_
     assert all(p.error is None for p in preds)
     cache = predictor.model.cache
     assert cache.misses == 0 and cache.hits >= 40
+    # AdaBN applies to the head's BatchNorm; its statistics move, the encoder is untouched
+    adapted = predictor.adapted(paths[:20])
+    assert adapted.adaptation["inputs"] == 20
+    bn0, bn1 = predictor.unfolded_model.head[0], adapted.unfolded_model.head[0]
+    assert not torch.allclose(bn0.running_mean, bn1.running_mean)
+    assert all(p.error is None for p in adapted.predict(paths[20:25]))
+    with pytest.raises(ConfigError, match="export of a pretrained-encoder model"):
+        export_checkpoint(out / "checkpoints" / "best.ckpt", output=out / "m.onnx")
 
 
 def test_wrong_or_missing_weight_file_is_one_clear_error(ssl_run, tmp_path, monkeypatch):

@@ -250,7 +250,8 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
         :class:`ExportResult`.
 
     Raises:
-        ValueError: unknown format, or an output name with another format's suffix.
+        ValueError: unknown format, or an output name with another format's suffix;
+            a ``model=ssl`` checkpoint (its export is not supported).
         CheckpointError: see :func:`ser_lightning.models.checkpoint.load_checkpoint`.
         ExportError: the export failed or disagrees with the scoring path
             (:meth:`~ser_lightning.inference.predictor.Predictor.probabilities`, what ``predict.py``
@@ -264,6 +265,11 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     other = {s for f, s in EXPORT_FORMATS.items() if f != format}
     if path.suffix.lower() in other:
         raise ConfigError(f"output={path} has the suffix of another format than format={format}")
+    from ser_lightning.models.checkpoint import load_checkpoint
+
+    if load_checkpoint(ckpt_path)["hyper_parameters"]["backbone"].get("name") == "ssl":
+        raise ConfigError(f"{ckpt_path}: export of a pretrained-encoder model (model=ssl) is not supported: its graph "
+                          f"was not built or checked against the scoring path; use predict.py (docs/ENCODERS.md)")
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", speaker_stats="training")
     model = predictor.model
     if predictor.temperature != 1.0:  # calibrated: the graph's softmax sees logits / T, as predict.py does
