@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, write_manifest
-from ser_lightning.data.dataset import ClipDataset, collate_clips
+from ser_lightning.data.dataset import ClipDataset, all_windows, collate_clips
 from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
 from ser_lightning.data.splits import Split
 from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
@@ -331,6 +331,13 @@ class SERDataModule(L.LightningDataModule):
             collate_fn=collate_clips,
             drop_last=shuffle and len(self._datasets[part]) > self.batch_size,
         )
+
+    def training_windows(self):
+        """Every scoring window of every training file, ``[<= batch_size, clip_samples]``
+        float32 batches (:func:`~ser_lightning.data.dataset.all_windows`): what a frozen
+        encoder's embedding cache is filled with before the first epoch (``model=ssl``),
+        so that ``train_crop=windows`` never meets a window the cache lacks."""
+        return all_windows(self._datasets["train"], self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

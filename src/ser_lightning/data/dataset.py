@@ -101,6 +101,40 @@ class ClipDataset(Dataset):
         return torch.from_numpy(waves), self.targets[rows], self.speakers[rows]
 
 
+def window_starts(length: int, clip: int, hop: int) -> np.ndarray:
+    """Starts of the windows :class:`~ser_lightning.data.streaming.WindowSlicer` cuts from
+    ``length`` samples (``0, hop, 2 hop, ...`` and one ending at the end); for a file
+    shorter than ``clip``, ``[-(room // 2)]``: the zeros put before it when centred."""
+    if length < clip:
+        return np.array([-((clip - length) // 2)])
+    starts = list(range(0, length - clip + 1, hop))
+    if starts[-1] + clip < length:
+        starts.append(length - clip)
+    return np.asarray(starts)
+
+
+def all_windows(dataset: ClipDataset, batch_size: int = 32):
+    """Every scoring window of every file of ``dataset`` (what ``crop="windows"`` draws
+    from), as ``[<= batch_size, clip_samples]`` float32 tensors."""
+    rows: list[np.ndarray] = []
+    clip, samples = dataset.clip_samples, dataset.audio.samples
+    for f in dataset.indices.tolist():
+        start, end = int(dataset.audio.offsets[f]), int(dataset.audio.offsets[f + 1])
+        n = end - start
+        for s in window_starts(n, clip, dataset.hop_samples).tolist():
+            w = np.zeros(clip, np.float32)
+            if s < 0:
+                w[-s:-s + n] = samples[start:end]
+            else:
+                w[:] = samples[start + s:start + s + clip]
+            rows.append(w)
+            if len(rows) == batch_size:
+                yield torch.from_numpy(np.stack(rows))
+                rows = []
+    if rows:
+        yield torch.from_numpy(np.stack(rows))
+
+
 def collate_clips(batch):
     """``collate_fn`` for :class:`ClipDataset`: a batch from ``__getitems__`` is already
     collated; a list of single items (a plain sampler) is stacked."""

@@ -143,6 +143,15 @@ class SERModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_epoch(self.val_confusion, "val/")
 
+    def on_fit_start(self) -> None:
+        """A frozen encoder with an embedding cache (``model=ssl``): compute every scoring
+        window of the training files once, before the first epoch, when the DataModule
+        offers them (``training_windows``); every epoch then costs only the head."""
+        fill = getattr(self.net, "fill_cache", None)
+        dm = getattr(self.trainer, "datamodule", None)
+        if fill is not None and getattr(self.net, "cache", None) is not None and hasattr(dm, "training_windows"):
+            fill(dm.training_windows(), self.device)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Leave out the parameters the backbone loads from a file of its own (a frozen
         pretrained encoder: hundreds of MB per checkpoint otherwise)."""

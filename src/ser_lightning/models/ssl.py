@@ -28,6 +28,7 @@ head are stored in the checkpoint.
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 from torch import nn
@@ -86,6 +87,8 @@ class SSLClassifier(nn.Module):
         self.head = nn.Sequential(nn.BatchNorm1d(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.cache: EmbeddingCache | None = None
+        #: what the last :meth:`fill_cache` did (``metrics.json: embedding_cache``)
+        self.last_fill: dict | None = None
         if cache and cache_dir and self.encoder.freeze:
             self.cache = EmbeddingCache(cache_dir, self.encoder.spec.name, self.encoder.sha256,
                                         "stats" if pooling == "stats" else "frames", self.encoder.spec.params)
@@ -142,6 +145,25 @@ class SSLClassifier(nn.Module):
                 log.warning("embedding cache %s cannot be written (%s); continuing without it", self.cache.folder, exc)
                 self.cache = None
         return torch.stack([f.to(waves.device).float() for f in found])
+
+    @torch.no_grad()
+    def fill_cache(self, batches, device: torch.device | str = "cpu") -> dict:
+        """Compute and store the representation of every window in ``batches`` (an
+        iterable of ``[n, time]`` float32 tensors) the cache lacks, on ``device``.
+
+        Returns:
+            ``{"windows", "computed", "seconds"}``; nothing happens without a cache.
+        """
+        if self.cache is None:
+            return {"windows": 0, "computed": 0, "seconds": 0.0}
+        start, misses, n = time.perf_counter(), self.cache.misses, 0
+        for batch in batches:
+            self.represent(batch.to(device))
+            n += batch.shape[0]
+        info = {"windows": n, "computed": self.cache.misses - misses, "seconds": time.perf_counter() - start}
+        self.last_fill = info
+        log.info("embedding cache %s: %d windows, %d computed now, %.1f s", self.cache.folder, n, info["computed"], info["seconds"])
+        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, 1, time]`` -> ``[batch, n_classes]``."""

@@ -248,6 +248,8 @@ def write_report(cfg, dm, model, trainer, metrics, scored: dict, best: Path, tim
         "skipped_files": len(dm.skipped),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if getattr(model.net, "last_fill", None) is not None:  # model=ssl: the cache filled before epoch 1
+        report["embedding_cache"] = model.net.last_fill
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     write_scoring_artifacts(cfg, dm, report)
     title = f"{cfg.data.corpus} / {cfg.model.backbone.name} / {dm.feature_config.kind} — {dm.split.describe()}"
