@@ -17,7 +17,7 @@ what the embedding cache saves.
 
 Medians of ``--repeats`` timed calls after one warm-up call.
 
-Usage: python -m bench.encoders [--threads 2] [--batch 8] [--repeats 3] [--skip-base] [--skip-cache]
+Usage: python -m bench.encoders [--threads 2] [--cache-threads 1] [--batch 8] [--repeats 3] [--skip-base] [--skip-cache]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def base_encoder(args, tmp: Path) -> list[str]:
             model(x)
             runs = [timed(lambda x=x: model(x)) for _ in range(args.repeats)]
         per_hour = median(runs) / (3.0 * batch) * 3600
-        lines.append(f"- batch {batch} x 3 s: {fmt_runs(runs)} per batch; {1000 * median(runs) / batch:.0f} ms per 3-s clip; "
+        lines.append(f"- {args.threads} threads, batch {batch} x 3 s: {fmt_runs(runs)} per batch; {1000 * median(runs) / batch:.0f} ms per 3-s clip; "
                      f"{per_hour / 60:.1f} min of compute per hour of audio (real-time factor {median(runs) / (3.0 * batch):.3f}); "
                      f"load {load_avg()}")
     return lines
@@ -83,7 +83,7 @@ def cache_epochs(args, tmp: Path) -> list[str]:
     report = json.loads((tmp / "run" / "metrics.json").read_text())
     secs, fill = report["epoch_seconds"], report["embedding_cache"]
     first = fill["seconds"] + secs[0]
-    return [f"- tiny encoder, TESS subset ({report['n_train']} training files, 3-s windows, batch 32): cache fill before "
+    return [f"- {torch.get_num_threads()} thread(s), tiny encoder, TESS subset ({report['n_train']} training files, 3-s windows, batch 32): cache fill before "
             f"epoch 1 {fill['seconds']:.2f} s ({fill['computed']} of {fill['windows']} windows computed); epoch seconds "
             f"{', '.join(f'{s:.2f}' for s in secs)}; first pass (fill + epoch 1) {first:.2f} s; epoch 2 / first pass = "
             f"{secs[1] / first:.1%}, epoch 3 / first pass = {secs[2] / first:.1%} (validation excluded; load {load_avg()})"]
@@ -92,17 +92,19 @@ def cache_epochs(args, tmp: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-threads", type=int, default=1, help="intra-op threads of the training run (part 2)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-base", action="store_true")
     parser.add_argument("--skip-cache", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_base:
+            torch.set_num_threads(args.threads)
             lines += base_encoder(args, Path(tmp))
         if not args.skip_cache:
+            torch.set_num_threads(args.cache_threads)
             lines += cache_epochs(args, Path(tmp))
     print(header("Pretrained encoders (model=ssl)") + "\n" + "\n".join(lines))
 

@@ -55,6 +55,9 @@ def test_head_learns_tess_above_chance_and_checkpoint_refers_to_the_weights(ssl_
     report = json.loads((out / "metrics.json").read_text())
     # 7 classes: chance is 14.3 %; random-split TESS (speakers shared), windows scoring
     assert report["test/uar"] > 0.35, report["test/uar"]
+    # every scoring window of the training files was encoded once, before epoch 1
+    fill = report["embedding_cache"]
+    assert fill["computed"] == fill["windows"] >= report["n_train"]
     ckpt = load_checkpoint(out / "checkpoints" / "best.ckpt")
     enc = ckpt["hyper_parameters"]["encoder"]
     assert enc["weights"] == str(weights.resolve()) and len(enc["sha256"]) == 64

@@ -6,6 +6,6 @@ Lightning DataModule (``dataset``, ``datamodule``), corpus download (``download`
 ``archive``) and exploration plots (``explore``).
 
 May import: :mod:`ser_lightning.transforms` (the DataModule builds the feature
-front-end and augmentation) and the shared leaves; never ``models``, ``inference``,
+front-end and augmentation), :mod:`ser_lightning.encoders` and the shared leaves; never ``models``, ``inference``,
 ``evaluation``, ``training`` or ``cli``. Only ``datamodule`` imports Lightning.
 """

@@ -31,15 +31,30 @@ class EmbeddingCache:
         sha256: SHA-256 of its weight file.
         form: ``"stats"`` (pooled per window) or ``"frames"`` (per frame).
         architecture: the encoder's architecture settings (their hash is part of the key).
+        memory_bytes: entries read or written are also kept in memory up to this many bytes
+            (then only on disk), so an epoch after the first reads no file.
 
     Attributes:
         hits, misses: lookups answered from disk and not, since construction.
     """
 
-    def __init__(self, folder: str | Path, encoder: str, sha256: str, form: str, architecture: dict):
+    def __init__(self, folder: str | Path, encoder: str, sha256: str, form: str, architecture: dict,
+                 memory_bytes: int = 512 * 2**20):
         arch = hashlib.sha1(json.dumps(architecture, sort_keys=True, default=str).encode()).hexdigest()[:8]
         self.folder = Path(folder) / f"{encoder}-{sha256[:16]}-{form}-{arch}"
         self.hits = self.misses = 0
+        self.memory_bytes = memory_bytes
+        self._memory: dict[str, torch.Tensor] = {}
+        self._held = 0
+
+    def _remember(self, key: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if key not in self._memory and self._held + size <= self.memory_bytes:
+            self._memory[key] = value
+            self._held += size
+
+    def __getstate__(self) -> dict:  # copies (deepcopy, DataLoader workers) start with an empty memory
+        return {**self.__dict__, "_memory": {}, "_held": 0}
 
     @staticmethod
     def key(window: np.ndarray) -> str:
@@ -51,6 +66,9 @@ class EmbeddingCache:
 
     def get(self, key: str) -> torch.Tensor | None:
         """The stored float16 tensor of ``key``, or ``None`` (also for an unreadable file)."""
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
         path = self._path(key)
         try:
             value = torch.from_numpy(np.load(path))
@@ -58,6 +76,7 @@ class EmbeddingCache:
             self.misses += 1
             return None
         self.hits += 1
+        self._remember(key, value)
         return value
 
     def put(self, key: str, value: torch.Tensor) -> None:
@@ -65,9 +84,11 @@ class EmbeddingCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        half = value.detach().to("cpu", torch.float16)
         with tmp.open("wb") as fh:
-            np.save(fh, value.detach().to("cpu", torch.float16).numpy())
+            np.save(fh, half.numpy())
         os.replace(tmp, path)
+        self._remember(key, half)
 
     def size_bytes(self) -> int:
         """Bytes stored under this encoder's folder."""

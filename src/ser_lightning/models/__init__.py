@@ -1,8 +1,9 @@
-"""Models: the backbones (``backbones``: the registry; ``cnn1d``, ``cnn2d``, ``resnet2d``),
+"""Models: the backbones (``backbones``: the registry; ``cnn1d``, ``cnn2d``, ``resnet2d``; ``ssl``:
+a pretrained speech encoder from :mod:`ser_lightning.encoders` with a head),
 the LightningModule that trains them (``module``), checkpoint loading without Lightning
 (``checkpoint``) and the probability-average ensemble (``ensemble``).
 
-May import: :mod:`ser_lightning.transforms` and the shared leaves (``labels``,
+May import: :mod:`ser_lightning.transforms`, :mod:`ser_lightning.encoders` and the shared leaves (``labels``,
 ``errors``, ``metrics``, ``plots``); never ``data``, ``inference``, ``evaluation``,
 ``training`` or ``cli``. Only ``module`` imports Lightning.
 """
