@@ -6,6 +6,8 @@ last tests show that it fails on a broken command and a broken link."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.helpers.doc_commands import REPO, check_markdown, documentation_files, extract_commands
@@ -85,3 +87,25 @@ ser-predict ckpt_path=best.ckpt input=clip.wav
 
 def test_the_check_passes_correct_commands_and_links():
     assert check_markdown(GOOD, REPO / "SYNTHETIC.md") == []
+
+
+def test_the_architecture_page_names_every_module():
+    """docs/ARCHITECTURE.md's tree names every folder and module of the package, so a new
+    module (or a new folder such as encoders/ or serving/) is placed there too."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    package = REPO / "src" / "ser_lightning"
+    missing = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+               if p.name != "__init__.py" and not re.search(rf"\b{re.escape(p.stem)}\b", text)]
+    missing += [f"{d.name}/" for d in sorted(package.iterdir()) if d.is_dir() and (d / "__init__.py").is_file()
+                and f"{d.name}/" not in text]
+    assert not missing, f"add these to docs/ARCHITECTURE.md: {missing}"
+
+
+def test_every_predict_option_is_in_the_option_table():
+    """Every key of conf/predict.yaml has a row in docs/PREDICTION.md's option table."""
+    from omegaconf import OmegaConf
+
+    keys = [k for k in OmegaConf.load(REPO / "conf" / "predict.yaml") if k not in ("defaults", "hydra")]
+    rows = {m.group(1) for m in re.finditer(r"^\| `(\w+)` \|", (REPO / "docs" / "PREDICTION.md").read_text(encoding="utf-8"), re.M)}
+    missing = [k for k in keys if k not in rows]
+    assert not missing, f"conf/predict.yaml keys without a row in docs/PREDICTION.md: {missing}"
