@@ -742,19 +742,23 @@ def check_links(text: str, path: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_markdown(text: str, path: Path) -> list[str]:
-    """Every problem of a Markdown text at ``path`` (which need not exist): commands, then links."""
+def check_markdown(text: str, path: Path, commands: bool = True) -> list[str]:
+    """Every problem of a Markdown text at ``path`` (which need not exist): commands (unless
+    ``commands`` is false), then links."""
     problems = []
     os.environ.setdefault("PROJECT_ROOT", str(REPO))
-    for command in extract_commands(text, path.name):
+    for command in extract_commands(text, path.name) if commands else []:
         index = _program_index(command.words)
         for problem in check_words(command.words[index:]):
             problems.append(f"{path.name}:{command.line}: `{command.text}`: {problem}")
     return problems + check_links(text, path)
 
 
+#: Generated files whose commands are records of what was run (scripts/results.py copies them
+#: from the run records), not instructions: only their links are checked.
+GENERATED = {"RESULTS.md"}
+
+
 def documentation_files() -> list[Path]:
-    """README.md and docs/*.md (not docs/RESULTS.md: written by scripts/results.py from run records,
-    whose commands are what was run)."""
-    docs = sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "RESULTS.md")
-    return [REPO / "README.md", *docs]
+    """README.md and docs/*.md."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
