@@ -62,9 +62,9 @@ def _test_source(request) -> str:
 @pytest.fixture(autouse=True)
 def _corpora_present(request):
     """Skip a test that uses the corpora when it (or a fixture of its module it uses) names a
-    corpus folder the data root
-    lacks (e.g. only TESS after ``make train``), naming the folder, instead of failing on a
-    missing path. On the shared copies every folder is there and nothing is skipped."""
+    corpus folder the data root lacks (e.g. only TESS after ``make train``), naming the
+    folder, instead of failing on a missing path. On the shared copies every folder is
+    there and nothing is skipped."""
     if "data_dir" not in request.fixturenames and "originals" not in request.fixturenames:
         return
     root = _data_dir()
