@@ -18,7 +18,8 @@ CORPUS ?=
 # shared fallback below).
 DOWNLOAD_ROOT := $(if $(SER_DATA_DIR),$(SER_DATA_DIR),data)
 
-# The corpora: $SER_DATA_DIR when set; else ./data; else the shared copy beside the repo.
+# The corpora: $SER_DATA_DIR when set; else ./data (when it holds tess/, as `make train`
+# leaves it); else the shared copy beside the repo. tests/conftest.py looks in the same order.
 ifeq ($(SER_DATA_DIR),)
   ifeq ($(wildcard data/tess),)
     ifneq ($(wildcard ../shared/data/tess),)

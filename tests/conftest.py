@@ -1,8 +1,10 @@
-"""Shared fixtures: the real corpora under ../shared/data (or $SER_DATA_DIR)."""
+"""Shared fixtures: the real corpora, found as ``make`` finds them: $SER_DATA_DIR, else the
+project's data/ when it holds tess/ (what ``make train`` downloads), else ../shared/data."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,16 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("SER_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+    """The data root, in the Makefile's order (docs/DATA.md, "Where the data is")."""
+    if os.environ.get("SER_DATA_DIR"):
+        return Path(os.environ["SER_DATA_DIR"]).expanduser().resolve()
+    if (REPO / "data" / "tess").is_dir():
+        return (REPO / "data").resolve()
+    return (REPO.parent / "shared" / "data").resolve()
+
+
+#: Corpus folders below the data root that test modules read directly.
+CORPUS_FOLDERS = ("tess", "ravdess", "savee", "crema_d", "originals")
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +35,51 @@ def data_dir() -> Path:
     """Root holding tess/, ravdess/, savee/, crema_d/, originals/."""
     root = _data_dir()
     if not (root / "tess").is_dir():
-        pytest.skip(f"shared corpora not found at {root} (set SER_DATA_DIR)")
+        pytest.skip(f"corpora not found at {root}: set SER_DATA_DIR, or run `make train` (downloads TESS into data/)")
     return root
+
+
+def _test_source(request) -> str:
+    """The source of the test function and of the fixtures of its module it uses (the whole
+    module when that cannot be read)."""
+    import inspect
+
+    try:
+        parts = [inspect.getsource(request.function)]
+        for name in request.fixturenames:
+            obj = getattr(request.module, name, None)
+            if obj is not None and not isinstance(obj, (str, int, float)):
+                try:
+                    unwrap = getattr(obj, "_get_wrapped_function", None)  # pytest >= 8.4 wraps fixture functions
+                    parts.append(inspect.getsource(getattr(obj, "__wrapped__", unwrap() if unwrap else obj)))
+                except (TypeError, OSError):
+                    pass
+        return "\n".join(parts)
+    except (TypeError, OSError):
+        return Path(str(request.node.fspath)).read_text(encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def _corpora_present(request):
+    """Skip a test that uses the corpora when it (or a fixture of its module it uses) names a
+    corpus folder the data root lacks (e.g. only TESS after ``make train``), naming the
+    folder, instead of failing on a missing path. On the shared copies every folder is
+    there and nothing is skipped."""
+    if "data_dir" not in request.fixturenames and "originals" not in request.fixturenames:
+        return
+    root = _data_dir()
+    if not (root / "tess").is_dir():
+        return  # data_dir skips the test itself
+    absent = [c for c in CORPUS_FOLDERS if not (root / c).is_dir()]
+    if not absent:
+        return
+    source = _test_source(request)
+    missing = [c for c in absent if re.search(rf"[\"'/=]{c}[\"'/]|\b{c}\b(?=\s*[,)\]])", source)]
+    if "originals" in request.fixturenames and "originals" not in missing and not (root / "originals").is_dir():
+        missing.append("originals")
+    if missing:
+        hint = ", ".join(f"make data CORPUS={c}" for c in missing if c != "originals")
+        pytest.skip(f"needs {', '.join(missing)} below {root}" + (f" ({hint})" if hint else " (the development machines' shared copies)"))
 
 
 @pytest.fixture(scope="session")

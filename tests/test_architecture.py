@@ -70,7 +70,7 @@ def _folder(module: str) -> str | None:
 
 def test_every_module_has_a_layer():
     unknown = {_folder(m) for m in _modules()} - set(LAYERS) - {None}
-    assert not unknown, f"place these in LAYERS (and in the README's architecture section): {unknown}"
+    assert not unknown, f"place these in LAYERS (and in docs/ARCHITECTURE.md): {unknown}"
 
 
 def test_imports_run_downwards():

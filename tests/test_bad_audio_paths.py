@@ -46,7 +46,7 @@ def savee_copy(tmp_path_factory, data_dir) -> Path:
 def test_predict_py_writes_an_error_row_for_the_corrupted_file_and_predicts_the_others(ckpt, savee_copy, tmp_path):
     out = tmp_path / "preds.csv"
     proc = run_script("predict.py", f"ckpt_path={ckpt}", f"input={savee_copy / 'ALL'}", f"output={out}", "progress=false", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr  # README: 1 = some inputs failed, the rest predicted
+    assert proc.returncode == 1, proc.stderr  # docs/PREDICTION.md: 1 = some inputs failed, the rest predicted
     assert "Traceback" not in proc.stderr and "1 of 27 inputs could not be predicted" in proc.stderr
     with out.open() as fh:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}

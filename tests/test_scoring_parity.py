@@ -71,7 +71,7 @@ def test_eval_part_test_reproduces_metrics_json(run, data_dir, tmp_path):
     with (tmp_path / "eval" / "predictions.csv").open() as fh:
         eval_labels = {r["path"]: r["predicted"] for r in csv.DictReader(fh)}
     assert set(eval_labels) == {r["path"] for r in _test_rows(out)}
-    # predict.py, as the README calls it, over the run's own test files
+    # predict.py, as docs/PREDICTION.md calls it, over the run's own test files
     listing = tmp_path / "inputs"
     listing.mkdir()
     for r in _test_rows(out):

@@ -3,7 +3,7 @@
 Every reader maps its corpus codes onto these canonical names, so that models trained
 on one corpus can be evaluated on another and corpora can be combined.
 
-Conventions (documented in the README, "Emotion labels"):
+Conventions (documented in docs/DATA.md, "Emotion labels"):
 - TESS "pleasant surprise" (``ps``) is mapped to ``surprise``.
 - RAVDESS "calm" stays ``calm``; it exists only in RAVDESS, so a combined or
   cross-corpus run either drops it or maps it to ``neutral`` (``calm_as_neutral``).

@@ -10,7 +10,7 @@ Arguments follow the ``key=value`` style of train.py / predict.py (Hydra overrid
 this is a plain argparse program: it needs no config composition and must start fast.
 The data root is ``root=``, else $SER_DATA_DIR, else ./data (as ``paths.data_dir``).
 Exit code 0: installed, already installed, or verified clean; 1: any error (one message
-on stderr) or a verification that found problems. See README, "Getting the corpora".
+on stderr) or a verification that found problems. See docs/DATA.md, "Getting the corpora".
 
 ``encoder=<name>`` fetches a pretrained speech encoder's weight file (docs/ENCODERS.md)
 into the torch hub cache, ``$TORCH_HOME/hub/checkpoints/<file>``, the file torchaudio's

@@ -372,7 +372,7 @@ def read_manifest(manifest: str | Path, extra_labels: Iterable[str] = (), corpus
 
 
 # --- several corpora at once ------------------------------------------------------
-#: Folder of each corpus below the data root (as in the README's data table).
+#: Folder of each corpus below the data root (as in docs/DATA.md, "Where the data is").
 DEFAULT_CORPUS_FOLDERS = {
     "tess": "tess",
     "ravdess": "ravdess",
