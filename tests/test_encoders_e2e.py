@@ -77,6 +77,8 @@ def test_head_learns_tess_above_chance_and_checkpoint_refers_to_the_weights(ssl_
     bn0, bn1 = predictor.unfolded_model.head[0], adapted.unfolded_model.head[0]
     assert not torch.allclose(bn0.running_mean, bn1.running_mean)
     assert all(p.error is None for p in adapted.predict(paths[20:25]))
+    ensemble = Predictor.from_checkpoint([out / "checkpoints" / "best.ckpt", out / "checkpoints" / "last.ckpt"], device="cpu")
+    assert all(p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in ensemble.predict(paths[:3]))
     with pytest.raises(ConfigError, match="export of a pretrained-encoder model"):
         export_checkpoint(out / "checkpoints" / "best.ckpt", output=out / "m.onnx")
 
