@@ -220,18 +220,21 @@ function fileStrip(result) {
   const strip = document.createElement('div');
   strip.className = 'strip';
   const total = Math.max(result.duration_seconds || 0, 0.01);
-  for (const w of result.timeline || []) {
+  const windows = result.timeline || [];
+  windows.forEach((w, i) => {
+    // windows overlap (hop < window): each block runs to the next window's start
+    const end = i + 1 < windows.length ? Math.min(windows[i + 1].start, w.end) : w.end;
     const b = document.createElement('div');
     b.className = 'block window';
     b.dataset.label = w.label;
     b.style.left = `${(100 * w.start / total).toFixed(3)}%`;
-    b.style.width = `${(100 * (w.end - w.start) / total).toFixed(3)}%`;
+    b.style.width = `${(100 * Math.max(end - w.start, 0.01) / total).toFixed(3)}%`;
     b.style.background = colour(w.label);
     b.style.opacity = w.confidence == null ? 0.5 : 0.4 + 0.6 * w.confidence;
     b.title = `${w.start.toFixed(2)}–${w.end.toFixed(2)} s: ${w.label}`;
     b.textContent = w.label;
     strip.appendChild(b);
-  }
+  });
   return strip;
 }
 
