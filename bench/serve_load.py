@@ -91,6 +91,11 @@ class Server:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads), seconds."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def health(self) -> dict:
         import httpx
 
@@ -128,12 +133,15 @@ def run_config(server: Server, clip: bytes, clients: int, requests: int) -> dict
     label = httpx.post(f"{server.url}/predict", files=[("file", ("clip.wav", clip, "audio/wav"))]).json()["results"][0]["label"]
     asyncio.run(load(server.url, clip, clients, 2 * clients, label))  # warm-up
     before, batches0, files0 = load_avg(), server.health()["batches"], server.health()["files_scored"]
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     out = asyncio.run(load(server.url, clip, clients, requests, label))
+    server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
     h = server.health()
     lat = np.array(out["latencies"]) * 1000
     return {"clients": clients, "requests": len(lat), "errors": out["errors"], "rps": len(lat) / out["wall"],
             "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
             "files_per_batch": (h["files_scored"] - files0) / max(1, h["batches"] - batches0),
+            "server_cpu_ms": 1000 * server_cpu / len(lat), "client_cpu_ms": 1000 * client_cpu / len(lat),
             "load_before": before, "load_after": load_avg()}
 
 
@@ -165,7 +173,8 @@ def main() -> None:
                     row["mode"] = mode
                     results["throughput"].append(row)
                     print(f"{mode:>13} {clients:>3} clients: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
-                          f"p95 {row['p95_ms']:.0f} ms, {row['files_per_batch']:.1f} files/batch, errors {row['errors']}, "
+                          f"p95 {row['p95_ms']:.0f} ms, {row['files_per_batch']:.1f} files/batch, CPU per request: server "
+                          f"{row['server_cpu_ms']:.1f} ms, client {row['client_cpu_ms']:.1f} ms, errors {row['errors']}, "
                           f"load {row['load_before']} -> {row['load_after']}", flush=True)
         if args.memory_requests:
             with Server(ckpt, 32) as server:
@@ -184,11 +193,13 @@ def main() -> None:
 
     print()
     print(header("serve.py load: POST /predict, 3-s clips, 127.0.0.1"))
-    print("| server | clients | requests | req/s | p50 latency | p95 latency | files per batch | load before -> after |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| server | clients | requests | req/s | p50 latency | p95 latency | files per batch | server CPU / request "
+          "| client CPU / request | load before -> after |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results["throughput"]:
         print(f"| {r['mode']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
-              f"{r['files_per_batch']:.1f} | {r['load_before']} -> {r['load_after']} |")
+              f"{r['files_per_batch']:.1f} | {r['server_cpu_ms']:.1f} ms | {r['client_cpu_ms']:.1f} ms | "
+              f"{r['load_before']} -> {r['load_after']} |")
     for clients in args.clients:
         b = [r for r in results["throughput"] if r["clients"] == clients]
         if len(b) == 2:

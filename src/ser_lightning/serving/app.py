@@ -109,7 +109,7 @@ def create_app(scorer: Scorer, settings: ServeSettings):
     """
     from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse
+    from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -189,7 +189,7 @@ def create_app(scorer: Scorer, settings: ServeSettings):
         body = {"classes": predictor.class_names, "results": results}
         if all(r["error"] for r in results):  # e.g. undecodable data behind a valid header
             return _error_body(422, results[0]["error"], body)
-        return body
+        return JSONResponse(body)  # plain JSON types already: skips FastAPI's jsonable_encoder walk
 
     @app.websocket("/stream")
     async def stream(ws: WebSocket):
