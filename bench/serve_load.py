@@ -54,14 +54,16 @@ def free_port() -> int:
 class Server:
     """``python serve.py ...`` in a subprocess, until the context ends."""
 
-    def __init__(self, ckpt: Path, batch_files: int):
+    def __init__(self, ckpt: Path, batch_files: int, log: Path):
+        self.log_path = log
+        self.log = log.open("w")  # the server's stderr (a pipe nobody reads could fill and stall it)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "serve.py"), f"ckpt_path={ckpt}", f"port={self.port}", "device=cpu", "vad=none",
              "log_level=warning", f"limits.max_batch_files={batch_files}", "limits.max_queue=256", "limits.timeout_seconds=300"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
 
     def __enter__(self) -> "Server":
         import httpx
@@ -69,7 +71,7 @@ class Server:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"serve.py exited: {self.proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"serve.py exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
@@ -84,6 +86,7 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -109,13 +112,19 @@ async def load(url: str, clip: bytes, clients: int, requests: int, label: str | 
     latencies: list[float] = []
     sent = 0
     errors = 0
+    transport_errors: list[str] = []
 
     async def worker(session) -> None:
         nonlocal sent, errors
         while sent < requests:
             sent += 1
             t = time.perf_counter()
-            r = await session.post(f"{url}/predict", files=[("file", ("clip.wav", clip, "audio/wav"))], timeout=300)
+            try:
+                r = await session.post(f"{url}/predict", files=[("file", ("clip.wav", clip, "audio/wav"))], timeout=300)
+            except httpx.TransportError as exc:  # counted and reported, never hidden
+                transport_errors.append(f"{type(exc).__name__}: {exc}")
+                errors += 1
+                continue
             latencies.append(time.perf_counter() - t)
             if r.status_code != 200 or (label is not None and r.json()["results"][0]["label"] != label):
                 errors += 1
@@ -124,7 +133,7 @@ async def load(url: str, clip: bytes, clients: int, requests: int, label: str | 
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(clients)))
         wall = time.perf_counter() - start
-    return {"latencies": latencies, "wall": wall, "errors": errors}
+    return {"latencies": latencies, "wall": wall, "errors": errors, "transport_errors": transport_errors}
 
 
 def run_config(server: Server, clip: bytes, clients: int, requests: int) -> dict:
@@ -141,8 +150,32 @@ def run_config(server: Server, clip: bytes, clients: int, requests: int) -> dict
     return {"clients": clients, "requests": len(lat), "errors": out["errors"], "rps": len(lat) / out["wall"],
             "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
             "files_per_batch": (h["files_scored"] - files0) / max(1, h["batches"] - batches0),
+            "transport_errors": out["transport_errors"],
             "server_cpu_ms": 1000 * server_cpu / len(lat), "client_cpu_ms": 1000 * client_cpu / len(lat),
             "load_before": before, "load_after": load_avg()}
+
+
+def model_only(ckpt: Path, path: Path, repeats: int = 10) -> list[dict]:
+    """The bound on what batching can gain: ``Predictor.predict`` in this process (1 intra-op
+    thread, as the server) on 1, 8 and 32 copies of the clip; wall and CPU milliseconds per file."""
+    import torch
+
+    from ser_lightning.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    rows = []
+    for n in (1, 8, 32):
+        predictor.predict([path] * n)
+        wall, cpu = [], []
+        for _ in range(repeats):
+            t, c = time.perf_counter(), time.process_time()
+            predictor.predict([path] * n)
+            wall.append((time.perf_counter() - t) / n)
+            cpu.append((time.process_time() - c) / n)
+        rows.append({"files_per_call": n, "wall_ms_per_file": 1000 * float(np.median(wall)),
+                     "cpu_ms_per_file": 1000 * float(np.median(cpu)), "load": load_avg()})
+    return rows
 
 
 def main() -> None:
@@ -153,6 +186,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--memory-requests", type=int, default=10000, help="0 skips the memory run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model-only", action="store_true",
+                        help="only Predictor.predict in this process on 1, 8 and 32 files per call (no server)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,19 +200,28 @@ def main() -> None:
         path = tmp / "clip_3s.wav"
         sf.write(str(path), fit_length(load_audio(args.data / CLIP, 16000), 48000), 16000, subtype="PCM_16")
         clip = path.read_bytes()
+        if args.model_only:
+            print(header("Predictor.predict on 3-s clips, files per call (the bound on request batching)"))
+            print("| files per call | wall per file | CPU per file | load |\n|---:|---:|---:|---|")
+            for r in model_only(ckpt, path):
+                print(f"| {r['files_per_call']} | {r['wall_ms_per_file']:.1f} ms | {r['cpu_ms_per_file']:.1f} ms | {r['load']} |")
+            return
         results = {"throughput": [], "memory": []}
         for mode, batch_files in (("batched", 32), ("one at a time", 1)):
-            with Server(ckpt, batch_files) as server:
+            with Server(ckpt, batch_files, tmp / f"server-{batch_files}.log") as server:
                 for clients in args.clients:
                     row = run_config(server, clip, clients, args.requests)
                     row["mode"] = mode
                     results["throughput"].append(row)
+                    if row["transport_errors"]:
+                        print(f"transport errors: {row['transport_errors'][:3]}; server log: "
+                              f"{server.log_path.read_text()[-1500:]}", flush=True)
                     print(f"{mode:>13} {clients:>3} clients: {row['rps']:.1f} req/s, p50 {row['p50_ms']:.0f} ms, "
                           f"p95 {row['p95_ms']:.0f} ms, {row['files_per_batch']:.1f} files/batch, CPU per request: server "
                           f"{row['server_cpu_ms']:.1f} ms, client {row['client_cpu_ms']:.1f} ms, errors {row['errors']}, "
                           f"load {row['load_before']} -> {row['load_after']}", flush=True)
         if args.memory_requests:
-            with Server(ckpt, 32) as server:
+            with Server(ckpt, 32, tmp / "server-memory.log") as server:
                 step = max(1, args.memory_requests // 10)
                 results["memory"].append({"requests": 0, "rss_mb": server.rss_mb(), "load": load_avg()})
                 asyncio.run(load(server.url, clip, 8, 50, None))
