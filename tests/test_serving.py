@@ -319,3 +319,27 @@ def test_32_concurrent_clients_get_their_own_answers(url, scorer, data_dir):
     after = httpx.get(f"{url}/health").json()
     assert after["files_scored"] - before["files_scored"] == 32
     assert after["batches"] - before["batches"] < 32  # waiting requests were batched together
+
+
+def test_segmenter_vad_and_min_confidence_as_predict_py(scorer, data_dir, tmp_path):
+    """serve.py segmenter=vad scores uploads as predict.py segmenter=vad (predict_segments),
+    and min_confidence labels uploads and stream segments uncertain as predict.py does."""
+    from ser_lightning.data.vad import build_vad
+    from ser_lightning.inference.abstention import apply_min_confidence
+    from ser_lightning.inference.live import predict_segments
+
+    path = conversation(data_dir, tmp_path / "conversation.wav")
+    vad_scorer = Scorer(scorer.predictor, segmenter="vad", vad="energy", min_confidence=0.9)
+    want = apply_min_confidence(predict_segments(scorer.predictor, [path], build_vad("energy")), 0.9)[0]
+    with serving(vad_scorer) as url:
+        r = post(url, [path], timeline=True)
+        assert r.status_code == 200, r.text
+        (got,) = r.json()["results"]
+        assert got["label"] == want.label and got["confidence"] == pytest.approx(want.confidence, abs=1e-6)
+        assert [(t["start"], t["end"], t["label"]) for t in got["timeline"]] == \
+            [(round(w.start, 4), round(w.end, 4), w.label) for w in want.windows]
+        assert len(got["timeline"]) == 4  # one row per speech segment
+        segments = [m for m in asyncio.run(stream_pcm(url.replace("http", "ws") + "/stream", pcm16(path)))
+                    if m["type"] == "segment"]
+        assert [m["label"] for m in segments] == [w.label for w in want.windows]
+    assert "uncertain" in [w.label for w in want.windows]  # the threshold did withhold labels (the server's too)
