@@ -82,10 +82,11 @@ def wait(driver, condition, seconds: float, what: str):
 
 
 @pytest.mark.parametrize("query", ["", "?native"], ids=["context-at-16kHz", "worklet-resampling"])
-def test_the_page_shows_stream_py_labels_for_the_microphone(query, url, recording, fitted_ckpt, tmp_path):
+def test_the_page_shows_stream_py_labels_for_the_microphone(query, request, tmp_path):
     """``?native`` runs the AudioContext at the device's rate (48 kHz here), so the page's
     own windowed-sinc resampler in the AudioWorklet makes the 16 kHz PCM."""
-    _need_browser()
+    _need_browser()  # before the fixtures, which train a model: a skip costs nothing
+    url, recording, fitted_ckpt = (request.getfixturevalue(name) for name in ("url", "recording", "fitted_ckpt"))
     expected = [label for _, _, label in stream_py_segments(fitted_ckpt, recording)]
     assert len(expected) >= 3 and len(set(expected)) == len(expected), expected
     driver = browser(recording)
