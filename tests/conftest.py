@@ -120,6 +120,16 @@ def ckpt(tmp_path_factory, data_dir) -> Path:
     return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
 
 
+@pytest.fixture(scope="session")
+def fitted_ckpt(tmp_path_factory, data_dir) -> Path:
+    """:func:`ckpt`'s model fitted for 40 steps instead of 12: it labels its own training
+    clips correctly and confidently (tests where distinct labels must survive a browser's
+    resampling: tests/test_serving_page.py). About 15 s of CPU, once per session."""
+    from tests.helpers.checkpoints import trained_checkpoint
+
+    return trained_checkpoint(tmp_path_factory.getbasetemp() / "fitted_ser.ckpt", data_dir, steps=40)
+
+
 @pytest.fixture(scope="module")
 def predictor(ckpt):
     """A CPU :class:`~ser_lightning.inference.predictor.Predictor` of :func:`ckpt` (one per test module)."""

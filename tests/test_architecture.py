@@ -26,8 +26,10 @@ PACKAGE = REPO / "src" / "ser_lightning"
 #: data and models share a layer but are independent of each other (see ALLOWED); so do
 #: transforms and encoders (pretrained speech encoders, which models/ssl.py composes with a head).
 #: ``download`` is the ``python -m ser_lightning.download`` spelling of the cli.download runner.
+#: ``serving`` (serve.py's app) is a caller of inference, beside evaluation: cli.serve imports
+#: it, and it never imports evaluation, training or cli.
 LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "encoders": 1, "data": 2, "models": 2,
-          "inference": 3, "evaluation": 4, "training": 5, "cli": 6, "download": 7}
+          "inference": 3, "evaluation": 4, "serving": 4, "training": 5, "cli": 6, "download": 7}
 
 
 def _modules() -> dict[str, Path]:
@@ -149,9 +151,10 @@ print(json.dumps(failed))
     ["ser_lightning.inference.predictor", "ser_lightning.inference.writers", "ser_lightning.inference.live",
      "ser_lightning.inference.export", "ser_lightning.inference.abstention", "ser_lightning.models.checkpoint"],
     ["ser_lightning.cli.predict", "ser_lightning.cli.export", "ser_lightning.cli.stream"],
+    ["ser_lightning.cli.serve", "ser_lightning.serving.app", "ser_lightning.serving.server"],
     ["ser_lightning.cli.eval", "ser_lightning.evaluation.evaluate", "ser_lightning.evaluation.scoring",
      "ser_lightning.evaluation.ensemble"],
-], ids=["inference", "predict-export-stream-runners", "eval"])
+], ids=["inference", "predict-export-stream-runners", "serve", "eval"])
 def test_the_inference_path_imports_neither_lightning_nor_wandb(modules):
     """python predict.py must not pay for `import lightning` (10 s on a small CPU)."""
     code = f"""

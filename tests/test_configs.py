@@ -88,6 +88,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
     ("eval", ["ckpt_path=best.ckpt", "data=ravdess"]),
     ("export", ["ckpt_path=best.ckpt"]),
     ("stream", ["ckpt_path=best.ckpt"]),
+    ("serve", ["ckpt_path=best.ckpt"]),
     ("explore", ["data=savee"]),
     ("train", ["hydra/launcher=joblib"]),
 ])

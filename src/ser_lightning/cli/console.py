@@ -6,6 +6,7 @@ Hydra applications as the scripts at the repository root, usable from any direct
     ser-eval ckpt_path=best.ckpt data=ravdess
     ser-export ckpt_path=best.ckpt format=onnx
     ser-stream ckpt_path=best.ckpt source=mic
+    ser-serve ckpt_path=best.ckpt           = python serve.py ...
     ser-explore data=ravdess                = python -m ser_lightning.cli.explore ...
     ser-download ravdess accept_licence=true = python -m ser_lightning.cli.download ...
 
@@ -54,6 +55,13 @@ def stream() -> None:
     from ser_lightning.cli.stream import run_stream
 
     exit_with(hydra_app("stream", run_stream))
+
+
+def serve() -> None:
+    """``ser-serve``: :func:`ser_lightning.cli.serve.run_serve`; exit code 0 or 2."""
+    from ser_lightning.cli.serve import run_serve
+
+    exit_with(hydra_app("serve", run_serve))
 
 
 def explore() -> None:

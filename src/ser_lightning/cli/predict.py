@@ -15,6 +15,53 @@ from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
 
+def predictor_from_config(cfg: DictConfig):
+    """The :class:`~ser_lightning.inference.predictor.Predictor` of ``predict.py``'s options
+    (``ckpt_path``, ``device``, windows, ``silence_dbfs``, ``min_seconds``, ``speaker_stats``,
+    ``scoring``, calibration, ``classes``), before any enrolment (:func:`enrol_from_config`).
+    ``serve.py`` builds its predictor here too, so both score alike.
+
+    Raises:
+        SERUserError: a bad option (``adapt=``, ``enrol=`` with another ``speaker_stats``)
+            or checkpoint.
+    """
+    from ser_lightning.inference.predictor import Predictor
+
+    adapt_setting(cfg)
+    speaker_stats = _speaker_stats(cfg)
+    if cfg.get("enrol") and speaker_stats != "enrol":
+        raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
+    return Predictor.from_checkpoint(
+        checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
+        window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
+        speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
+        calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
+        classes=list(cfg.classes) if cfg.get("classes") else None)
+
+
+def _speaker_stats(cfg: DictConfig) -> str:
+    speaker_stats = str(cfg.get("speaker_stats") or "auto")
+    if speaker_stats == "auto":
+        speaker_stats = "enrol" if cfg.get("enrol") else "training"
+    return speaker_stats
+
+
+def enrol_from_config(predictor, cfg: DictConfig):
+    """``enrol=`` (and ``adapt=bn``) of ``predict.py`` applied to ``predictor``; returns the
+    predictor to score with (see :func:`~ser_lightning.cli.common.enrol_speaker`).
+
+    Raises:
+        ConfigError: ``speaker_stats=enrol`` for a speaker-normalised model without ``enrol=``.
+        InputNotFoundError: ``enrol=`` matches nothing.
+    """
+    if _speaker_stats(cfg) == "enrol" and predictor.speaker_normalized and not cfg.get("enrol"):
+        raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
+    adapt = adapt_setting(cfg)
+    if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
+        predictor = enrol_speaker(predictor, cfg.enrol, adapt)
+    return predictor
+
+
 def run_predict(cfg: DictConfig) -> int:
     """Predict every input; print a table; write ``cfg.output``, ``cfg.timeline`` and
     the ``cfg.plot_dir`` PNGs. Returns the exit code: 0 when all inputs were predicted
@@ -22,30 +69,16 @@ def run_predict(cfg: DictConfig) -> int:
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
-    from ser_lightning.inference.predictor import Predictor
 
     try:
         min_confidence = check_min_confidence(cfg.get("min_confidence"))
         for key in ("output", "timeline"):
             if cfg.get(key) and Path(str(cfg[key])).suffix.lower() not in (".csv", ".json"):
                 raise ConfigError(f"{key}={cfg[key]}: use a .csv or .json file name")
-        adapt = adapt_setting(cfg)
-        speaker_stats = str(cfg.get("speaker_stats") or "auto")
-        if speaker_stats == "auto":
-            speaker_stats = "enrol" if cfg.get("enrol") else "training"
-        if cfg.get("enrol") and speaker_stats != "enrol":
-            raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
-        predictor = Predictor.from_checkpoint(
-            checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
-            window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
-            speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
-            calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
-            classes=list(cfg.classes) if cfg.get("classes") else None)
+        predictor = predictor_from_config(cfg)
         files = expand_inputs(cfg.input)
-        if speaker_stats == "enrol" and predictor.speaker_normalized and not cfg.get("enrol"):
-            raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
-        if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
-            predictor = enrol_speaker(predictor, cfg.enrol, adapt)
+        predictor = enrol_from_config(predictor, cfg)
+        if cfg.get("enrol") and (predictor.speaker_normalized or predictor.adaptation is not None):
             shared = {Path(f).resolve() for f in expand_inputs(cfg.enrol)} & {Path(f).resolve() for f in files}
             if shared:  # their predictions saw their own audio (statistics / adaptation): not a fair test of them
                 print(f"warning: {len(shared)} input(s) are also enrolment recordings (e.g. {sorted(shared)[0]}); their "
