@@ -37,7 +37,10 @@ def pytorch_probabilities(ckpt: Path, waves: np.ndarray) -> np.ndarray:
         return WaveformClassifier(predictor.features, predictor.model).eval()(torch.from_numpy(waves)).numpy()
 
 
-def test_onnx_export_cli_matches_pytorch_on_real_clips(ckpt, real_batches, tmp_path):
+def test_onnx_export_cli_matches_pytorch_on_real_clips(fitted_ckpt, real_batches, tmp_path):
+    # fitted_ckpt (40 steps), not ckpt (12): the 12-step model's least confident clip sits
+    # at 0.29-0.31 depending on the torch thread count, too close to the bound below.
+    ckpt = fitted_ckpt
     out = tmp_path / "model.onnx"
     proc = run_script("export.py", f"ckpt_path={ckpt}", "format=onnx", f"output={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
