@@ -1,4 +1,5 @@
-"""Models: the backbones (``backbones``: the registry; ``cnn1d``, ``cnn2d``, ``resnet2d``),
+"""Models: the backbones (``backbones``: the registry; ``cnn1d``, ``cnn2d``, ``resnet2d``,
+``ecapa``, ``conformer``),
 the LightningModule that trains them (``module``), checkpoint loading without Lightning
 (``checkpoint``) and the probability-average ensemble (``ensemble``).
 
