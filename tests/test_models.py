@@ -98,6 +98,16 @@ def test_ecapa_without_speechbrain_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "speechbrain", None)  # import speechbrain -> ImportError
     with pytest.raises(ConfigError, match=r"ser-lightning\[ecapa\]"):
         build_backbone("ecapa", 40, 7)
+    # train.py's config check says it before any data preparation
+    from omegaconf import OmegaConf
+
+    from ser_lightning.training.config_validation import model_problems
+
+    cfg = OmegaConf.create({"model": {"backbone": {"name": "ecapa"}, "optimizer": {"name": "adamw", "lr": 0.001}},
+                            "features": {"kind": "mfcc"}})
+    assert any("ser-lightning[ecapa]" in p for p in model_problems(cfg))
+    monkeypatch.delitem(sys.modules, "speechbrain")
+    assert not any("ecapa" in p for p in model_problems(cfg))
 
 
 def test_field_backbones_reject_bad_settings():

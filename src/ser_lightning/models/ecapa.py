@@ -23,6 +23,23 @@ from torch import nn
 from ser_lightning.errors import ConfigError
 
 
+#: What a user without the optional extra is told.
+MISSING_EXTRA = ("model=ecapa needs SpeechBrain, the optional extra 'ecapa': pip install 'ser-lightning[ecapa]' "
+                 "(or pip install 'speechbrain>=1.0,<2')")
+
+
+def speechbrain_missing() -> str | None:
+    """:data:`MISSING_EXTRA` when SpeechBrain is not installed, else ``None``; looks the
+    package up without importing it (for the config check before data preparation)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("speechbrain") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else MISSING_EXTRA
+
+
 def _speechbrain_ecapa():
     """SpeechBrain's ``ECAPA_TDNN`` module (the Python module, not the class).
 
@@ -32,8 +49,7 @@ def _speechbrain_ecapa():
     try:
         from speechbrain.lobes.models import ECAPA_TDNN as module
     except ImportError as exc:
-        raise ConfigError("model=ecapa needs SpeechBrain, the optional extra 'ecapa': pip install 'ser-lightning[ecapa]' "
-                          f"(or pip install 'speechbrain>=1.0,<2'); import failed: {exc}") from exc
+        raise ConfigError(f"{MISSING_EXTRA}; import failed: {exc}") from exc
     return module
 
 
