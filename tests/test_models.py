@@ -140,3 +140,18 @@ def test_conformer_attends_across_the_clip():
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
     grouped = build_backbone("conformer", 40, 5, conv_norm="group")
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in grouped.modules())
+
+
+def test_building_ecapa_leaves_torch_settings_alone():
+    """SpeechBrain's import would turn on TF32 and turn off TorchScript profiling for the
+    whole process; building the backbone keeps torch's settings (fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, "
+            "torch._C._jit_set_profiling_executor(True)); torch._C._jit_set_profiling_executor(before[2]); "
+            "from ser_lightning.models.backbones import build_backbone; build_backbone('ecapa', 40, 7); "
+            "after = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, "
+            "torch._C._jit_set_profiling_executor(True)); print(before == after)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr

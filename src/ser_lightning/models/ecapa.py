@@ -46,6 +46,15 @@ def _speechbrain_ecapa():
     Raises:
         ConfigError: SpeechBrain is not installed (the message names the extra).
     """
+    import logging
+    import os
+
+    # SpeechBrain's import applies "quirks" to the whole process: TF32 matmuls on CUDA and
+    # the TorchScript profiling executor off. Keep torch's settings as the user has them
+    # (SB_DISABLE_QUIRKS is SpeechBrain's own switch; a value the user set is kept), and
+    # keep its INFO lines about them out of our command output.
+    os.environ.setdefault("SB_DISABLE_QUIRKS", "allow_tf32,disable_jit_profiling")
+    logging.getLogger("speechbrain.utils.quirks").setLevel(logging.WARNING)
     try:
         from speechbrain.lobes.models import ECAPA_TDNN as module
     except ImportError as exc:
