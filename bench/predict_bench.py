@@ -1,8 +1,9 @@
 """Prediction speed on CPU: 3-s clip latency, a folder of 1000 clips, a 1-hour recording.
 
-    nice -n 10 python -m bench.predict_bench [--ckpt best.ckpt] [--data /work/shared/data] [--repeats 3]
+    nice -n 10 python -m bench.predict_bench [--ckpt best.ckpt | --model cnn2d] [--data /work/shared/data] [--repeats 3]
 
-Without ``--ckpt`` the model is the default ``model=cnn2d`` (conf/model/cnn2d.yaml) with
+Without ``--ckpt`` the model is the default ``model=cnn2d`` (conf/model/cnn2d.yaml; another
+with ``--model``, e.g. ``ecapa``, ``conformer``) with
 the default ``features=logmel`` front-end and 7 classes, freshly initialised: speed does
 not depend on the weights. Every figure is the median over ``--repeats`` runs (latency:
 over all timed calls), with the load average of the machine printed beside it, because
@@ -49,14 +50,15 @@ from ser_lightning.inference.predictor import Predictor
 CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
 
-def default_checkpoint(path: Path) -> Path:
-    """The default cnn2d + log-mel model of conf/, untrained, saved like train.py does."""
+def default_checkpoint(path: Path, model: str = "cnn2d") -> Path:
+    """The default ``model`` (conf/model/<model>.yaml; cnn2d) + log-mel model of conf/,
+    untrained, saved like train.py does."""
     from omegaconf import OmegaConf
 
     from ser_lightning.transforms.features import FeatureConfig
     from ser_lightning.models.module import SERModule
 
-    model_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "cnn2d.yaml"))
+    model_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{model}.yaml"))
     features = FeatureConfig.from_dict(OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "features" / "logmel.yaml")))
     module = SERModule(model_cfg["backbone"], CLASSES, features.to_dict(), 3.0)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
@@ -193,7 +195,8 @@ def bench_long(ckpt: Path, data: Path, tmp: Path, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=Path, help="checkpoint (default: untrained default cnn2d)")
+    parser.add_argument("--ckpt", type=Path, help="checkpoint (default: untrained default --model)")
+    parser.add_argument("--model", default="cnn2d", help="conf/model option of the untrained model without --ckpt")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SER_DATA_DIR", REPO.parent / "shared" / "data")))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calls", type=int, default=100, help="timed calls for the latency figures")
@@ -207,7 +210,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ckpt = args.ckpt or default_checkpoint(tmp / "cnn2d_default.ckpt")
+        ckpt = args.ckpt or default_checkpoint(tmp / f"{args.model}_default.ckpt", args.model)
         results = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
         if "latency" in sections:
             results["latency"] = r = bench_latency(ckpt, args.data, tmp, args.calls, args.onnx)

@@ -129,6 +129,29 @@ def fitted_ckpt(tmp_path_factory, data_dir) -> Path:
 
     return trained_checkpoint(tmp_path_factory.getbasetemp() / "fitted_ser.ckpt", data_dir, steps=40)
 
+#: Backbones beside the CNNs (docs/ARCHITECTURES.md) that the inference-path tests also run on,
+#: narrowed (the same kinds of layer, fewer and narrower) so that training and ONNX export take seconds.
+FIELD_BACKBONES = {
+    "ecapa": {"name": "ecapa", "channels": [32, 32, 96], "kernel_sizes": [5, 3, 1], "dilations": [1, 2, 1],
+              "res2net_scale": 4, "attention_channels": 16, "se_channels": 16, "embed_dim": 32},
+    "conformer": {"name": "conformer", "d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def backbone_ckpt(tmp_path_factory, data_dir):
+    """``backbone_ckpt(name)``: a checkpoint of backbone ``name`` (:data:`FIELD_BACKBONES`'
+    settings) trained for a few steps like :func:`ckpt` (the cnn2d one for ``"cnn2d"``), once per session."""
+    from tests.helpers.checkpoints import trained_checkpoint
+
+    def make(name: str) -> Path:
+        if name == "cnn2d":
+            return trained_checkpoint(tmp_path_factory.getbasetemp() / "trained_ser.ckpt", data_dir)
+        return trained_checkpoint(tmp_path_factory.getbasetemp() / f"trained_{name}.ckpt", data_dir, steps=6,
+                                  backbone=FIELD_BACKBONES[name], lr=3e-3)
+
+    return make
+
 
 @pytest.fixture(scope="module")
 def predictor(ckpt):

@@ -21,6 +21,7 @@ from ser_lightning.evaluation.scoring import score_utterances
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.models.backbones import build_backbone
 from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
+from tests.conftest import FIELD_BACKBONES
 from tests.helpers.checkpoints import CLASSES
 from tests.helpers.configs import compose_predict
 
@@ -67,8 +68,9 @@ def _windows(predictor: Predictor, files) -> np.ndarray:
     return np.concatenate([predictor.windows(load_audio(f, predictor.sample_rate)) for f in files])
 
 
-def test_statistics_are_those_of_the_enrolment_windows(ckpt, enrolment):
-    predictor = Predictor.from_checkpoint(ckpt, device="cpu", silence_dbfs=None)
+@pytest.mark.parametrize("name", ["cnn2d", *sorted(FIELD_BACKBONES)])
+def test_statistics_are_those_of_the_enrolment_windows(name, backbone_ckpt, enrolment):
+    predictor = Predictor.from_checkpoint(backbone_ckpt(name), device="cpu", silence_dbfs=None)
     adapted = predictor.adapted(enrolment, batch_size=5)
     assert adapted.adaptation["inputs"] == len(enrolment) and adapted.adaptation["left_out"] == []
     windows = _windows(predictor, enrolment)
@@ -113,6 +115,15 @@ def test_no_window_to_adapt_on_is_refused(predictor):
         predictor.adapted([])
     with pytest.raises(ConfigError, match="silent throughout"):
         predictor.adapted([(np.zeros(48000, np.float32), predictor.sample_rate)])
+
+
+def test_a_model_without_batchnorm_is_refused(enrolment):
+    """conformer with conv_norm=group has no BatchNorm: adapt=bn is an error, not a silent no-op."""
+    config = FeatureConfig(kind="logmel")
+    model = build_backbone("conformer", config.n_features, len(CLASSES), d_model=16, num_heads=2, ffn_dim=32, num_layers=1,
+                           conv_norm="group")
+    with pytest.raises(ConfigError, match="no BatchNorm layer"):
+        Predictor(model, FeatureExtractor(config), CLASSES, 3.0).adapted(enrolment)
 
 
 def test_an_ensemble_adapts_every_member(ckpt, enrolment):

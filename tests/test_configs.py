@@ -34,7 +34,7 @@ def _compose(name: str, overrides: list[str], hydra_config: bool = False):
 
 def test_every_group_has_options():
     assert all(GROUPS.values()), GROUPS
-    assert {"cnn1d", "cnn2d", "resnet2d"} <= set(GROUPS["model"]) and "tess" in GROUPS["data"]
+    assert {"cnn1d", "cnn2d", "resnet2d", "ecapa", "conformer"} <= set(GROUPS["model"]) and "tess" in GROUPS["data"]
 
 
 @pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])

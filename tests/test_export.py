@@ -14,6 +14,7 @@ from ser_lightning.data.audio import load_audio
 from ser_lightning.inference.export import WaveformClassifier, export_checkpoint, run_exported
 from ser_lightning.errors import CheckpointError
 from ser_lightning.inference.predictor import Predictor
+from tests.conftest import FIELD_BACKBONES
 from tests.helpers.checkpoints import CLASSES, run_script
 
 pytest.importorskip("onnxruntime")
@@ -97,3 +98,18 @@ def test_conv_spectrogram_of_the_onnx_export_equals_torch_stft(settings, real_ba
         torch.testing.assert_close(conv_power, stft_power, rtol=1e-4, atol=1e-6 * float(stft_power.max()))
         torch.testing.assert_close(exported(waves), features(waves), rtol=0, atol=1e-3)  # unit-variance features
     assert features.mel.spectrogram is not exported.mel.spectrogram  # the original is untouched
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_BACKBONES))
+def test_field_backbones_export_with_free_length(name, backbone_ckpt, real_batches, tmp_path):
+    """ECAPA-TDNN and the Conformer export to TorchScript and ONNX with free batch size and
+    length: each export is checked against the scoring path on batches of 2 and 3 clips of
+    two lengths (export_checkpoint), the TorchScript one also on real clips here."""
+    ckpt = backbone_ckpt(name)
+    for fmt, suffix in (("torchscript", ".pt"), ("onnx", ".onnx")):
+        result = export_checkpoint(ckpt, fmt, tmp_path / f"model{suffix}")
+        assert result.max_abs_diff <= 1e-4 and result.path.is_file()
+    for waves in real_batches:  # 4 clips of 3 s, 2 of 1.3 s
+        got = run_exported(tmp_path / "model.pt", "torchscript", waves)
+        np.testing.assert_allclose(got, pytorch_probabilities(ckpt, waves), atol=1e-4, rtol=0)
+        assert not np.allclose(got, got[:1], atol=1e-3)  # clips told apart: not one constant output

@@ -337,8 +337,11 @@ def test_predict_exit_codes(ckpt, originals, tmp_path, capsys):
     assert run_predict_cfg(compose_predict(f"ckpt_path={ckpt}", f"input={originals}", "output=preds.xlsx")) == 2
 
 
-@pytest.mark.parametrize("name, n_features", [("cnn2d", 64), ("cnn1d", 40)])
-def test_folding_batch_norm_keeps_the_outputs(name, n_features):
+@pytest.mark.parametrize("name, n_features, folded_norms", [("cnn2d", 64, 4), ("cnn1d", 40, 3), ("conformer", 40, 3), ("ecapa", 40, 0)])
+def test_folding_batch_norm_keeps_the_outputs(name, n_features, folded_norms):
+    """Each BatchNorm right after a convolution is folded (conformer: the depthwise
+    convolution's); others stay (ecapa's follow a ReLU), and the Predictor's
+    channels-last copy keeps the outputs too."""
     from ser_lightning.models.checkpoint import fold_batch_norm
     from ser_lightning.models.backbones import build_backbone
 
@@ -352,6 +355,8 @@ def test_folding_batch_norm_keeps_the_outputs(name, n_features):
     with torch.no_grad():
         expected = model(feats)
         folded = fold_batch_norm(model)
-        assert len(norms) == 4 if name == "cnn2d" else len(norms) == 3
-        assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+        left = [m for m in folded.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+        assert len(norms) - len(left) == folded_norms and norms
         torch.testing.assert_close(folded(feats), expected, atol=1e-5, rtol=1e-5)
+        fast = folded.to(memory_format=torch.channels_last)  # as the Predictor stores it
+        torch.testing.assert_close(fast(feats), expected, atol=1e-5, rtol=1e-5)

@@ -34,21 +34,26 @@ def training_clips(data_dir: Path) -> list[tuple[Path, int]]:
     return out
 
 
-def trained_checkpoint(path: Path, data_dir: Path, steps: int = 12, seed: int = 0) -> Path:
-    """Fit a cnn2d on :func:`training_clips` for ``steps`` Adam steps and save it to
-    ``path`` (reused when it exists, so a test session trains once)."""
+#: The backbone of :func:`trained_checkpoint` by default: a small cnn2d.
+TINY_CNN2D = {"name": "cnn2d", "channels": [8, 16, 32, 64]}
+
+
+def trained_checkpoint(path: Path, data_dir: Path, steps: int = 12, seed: int = 0, backbone: dict | None = None,
+                       lr: float = 1e-2) -> Path:
+    """Fit a backbone (default :data:`TINY_CNN2D`) on :func:`training_clips` for ``steps``
+    Adam steps and save it to ``path`` (reused when it exists, so a test session trains once)."""
     if path.is_file():
         return path
     torch.manual_seed(seed)
     config = FeatureConfig(kind="logmel")
-    module = SERModule({"name": "cnn2d", "channels": [8, 16, 32, 64]}, CLASSES, config.to_dict(), CLIP_SECONDS)
+    module = SERModule(dict(backbone or TINY_CNN2D), CLASSES, config.to_dict(), CLIP_SECONDS)
     clips = training_clips(data_dir)
     samples = int(CLIP_SECONDS * config.sample_rate)
     waves = torch.from_numpy(np.stack([fit_length(load_audio(f, config.sample_rate), samples) for f, _ in clips]))
     labels = torch.tensor([k for _, k in clips])
     with torch.no_grad():
         feats = FeatureExtractor(config)(waves)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     module.train()
     for _ in range(steps):

@@ -66,10 +66,16 @@ def reestimate_batchnorm(model: torch.nn.Module, batches: Callable[[], Iterable[
         The number of examples (windows) per pass.
 
     Raises:
+        ConfigError: the model has no BatchNorm layer with running statistics (e.g.
+            ``model=conformer model.backbone.conv_norm=group``): AdaBN would change nothing,
+            so ``adapt=bn`` is refused rather than reported as an adaptation.
         ValueError: ``batches`` yields nothing.
     """
     model.eval()
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not norms:
+        raise ConfigError(f"adapt=bn: the model ({type(model).__name__}) has no BatchNorm layer whose statistics could be "
+                          f"re-estimated, so AdaBN would change nothing; use adapt=none")
     order: list[torch.nn.Module] = []
     hooks = [m.register_forward_pre_hook(lambda mod, args: None if any(mod is o for o in order) else order.append(mod)) for m in norms]
     n_examples = 0

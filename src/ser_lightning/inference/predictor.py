@@ -545,7 +545,8 @@ class Predictor:
             too short, or silent throughout).
 
         Raises:
-            ConfigError: not one window to adapt on (no input, or none usable).
+            ConfigError: not one window to adapt on (no input, or none usable), or a
+                model without BatchNorm layers.
         """
         from ser_lightning.inference.adaptation import reestimate_batchnorm
 
@@ -600,6 +601,8 @@ class Predictor:
         model = copy.deepcopy(self.unfolded_model).to(self.device)
         try:
             n_windows = reestimate_batchnorm(model, batches)
+        except ConfigError:  # a model without BatchNorm: its own message
+            raise
         except ValueError:
             reasons = "; ".join(f"{s}: {r}" for s, r in left_out.items()) or "no input given"
             raise ConfigError(f"adapt=bn: no window to re-estimate the BatchNorm statistics on ({reasons})") from None

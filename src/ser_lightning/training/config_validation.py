@@ -93,6 +93,11 @@ def model_problems(cfg: DictConfig) -> list[str]:
     backbone = _get(cfg, "model.backbone.name")
     if backbone not in BACKBONES:
         problems.append(f"model.backbone.name='{backbone}' is unknown; allowed: {sorted(BACKBONES)}")
+    elif backbone == "ecapa":  # an optional extra: say so before the data are prepared
+        from ser_lightning.models.ecapa import speechbrain_missing
+
+        if missing := speechbrain_missing():
+            problems.append(missing)
     optimizer = _get(cfg, "model.optimizer.name")
     if optimizer not in OPTIMIZERS:
         problems.append(f"model.optimizer.name='{optimizer}' is unknown; allowed: {sorted(OPTIMIZERS)}")
