@@ -25,8 +25,9 @@ PACKAGE = REPO / "src" / "ser_lightning"
 #: Folder (or shared leaf) -> its layer; a module may import its own folder and lower layers.
 #: data and models share a layer but are independent of each other (see ALLOWED).
 #: ``download`` is the ``python -m ser_lightning.download`` spelling of the cli.download runner.
+#: ``baselines`` (the openSMILE-functionals SVM) scores through evaluation and is run by training.
 LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "data": 2, "models": 2,
-          "inference": 3, "evaluation": 4, "training": 5, "cli": 6, "download": 7}
+          "inference": 3, "evaluation": 4, "baselines": 4.5, "training": 5, "cli": 6, "download": 7}
 
 
 def _modules() -> dict[str, Path]:

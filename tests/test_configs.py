@@ -23,6 +23,8 @@ GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
 #: Overrides an option needs to be complete (values the user must give).
 NEEDS = {("data", "default"): ["data.corpus=tess"], ("data", "manifest"): ["data.root=/nowhere/manifest.csv"]}
 CASES = [(g, o) for g, options in GROUPS.items() for o in options]
+#: Options of the classic baseline (model=svm on openSMILE functionals, src/ser_lightning/baselines/svm.py).
+EXPERT_OPTIONS = {("model", "svm"), ("features", "egemaps"), ("features", "compare")}
 
 
 def _compose(name: str, overrides: list[str], hydra_config: bool = False):
@@ -43,6 +45,12 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)  # loggers and the Trainer may create folders
     monkeypatch.setenv("WANDB_MODE", "offline")
+    if (group, option) in EXPERT_OPTIONS:  # the SVM baseline and its openSMILE features: no neural front-end or model
+        from ser_lightning.baselines.svm import check_svm_config
+
+        extra = [] if group == "features" else ["features=egemaps"]
+        check_svm_config(_compose("train", [f"{group}={option}", "model=svm", *extra]))
+        return
     cfg = _compose("train", [f"{group}={option}", *NEEDS.get((group, option), [])], hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
