@@ -53,7 +53,7 @@ from ser_lightning.errors import ConfigError, DataQualityError
 from ser_lightning.evaluation.run_scoring import calibration_report, headline_metrics, scoring_report
 from ser_lightning.evaluation.scoring import SPEAKER_MODES, ScoredPart, enrolment_choice, parse_stats_mode
 from ser_lightning.labels import sort_labels
-from ser_lightning.metrics import confusion_scores, per_class_metrics, write_per_class_csv
+from ser_lightning.metrics import confusion_scores, write_per_class_csv
 from ser_lightning.transforms.opensmile_features import FEATURE_SETS, feature_names
 
 log = logging.getLogger(__name__)
