@@ -141,7 +141,7 @@ def select_svm(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
             start = time.perf_counter()
             model = SVC(kernel=kernel, C=float(c), gamma="scale", class_weight="balanced", decision_function_shape="ovr",
                         random_state=seed).fit(x_train, y_train)
-            pred = model.predict(x_val)
+            pred = _ovr_logits(model, x_val).argmax(axis=1)  # the arg-max the scored figures use
             cm = np.bincount(y_val * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
             uar = confusion_scores(cm)["uar"]
             grid.append({"kernel": kernel, "C": float(c), "val_uar": uar, "seconds": time.perf_counter() - start})
