@@ -140,7 +140,7 @@ def test_svm_baseline_end_to_end_and_selection_never_sees_test(tmp_path):
               "per_class_metrics.csv", "confusion_matrix.png", "checkpoints/svm.pt"):
         assert (run / f).is_file(), f
     # the keys every recipe writes, under the statistics mode it assumes (training statistics)
-    assert m["test_stats"] == "training" and set(m["test_by_stats"]) == {"training"}
+    assert m["test_stats"] == "utterance" and set(m["test_by_stats"]) == {"utterance"}
     assert m["scoring"] == "functionals" and m["n_test"] == 18 and "savee" not in m["split"]
     assert m["svm"]["kernel"] in ("linear", "rbf") and len(m["svm"]["grid"]) == 4
     assert sum(map(sum, m["confusion_matrix"])) == 18

@@ -16,8 +16,8 @@ INTERSPEECH 2016 ComParE baseline):
    :mod:`ser_lightning.data.feature_cache`). Files openSMILE cannot use are dropped
    before the split, as undecodable ones are (:mod:`ser_lightning.data.usable`).
 2. standardisation (``model.standardize``): ``training``: z-scores with the mean and
-   standard deviation of the training part (needs nothing of a test speaker; reported
-   under the "training statistics" mode); ``speaker``: each speaker's files by that
+   standard deviation of the training part (needs nothing of a test speaker: for the one
+   scorer a model without speaker statistics, so reported under its ``utterance`` mode); ``speaker``: each speaker's files by that
    speaker's own mean and standard deviation (training and validation speakers over
    their train+val files, labels unused), test speakers under the test-time statistics
    modes of :mod:`ser_lightning.evaluation.scoring` (transductive, enrol<k>: k files drawn
@@ -26,15 +26,23 @@ INTERSPEECH 2016 ComParE baseline):
    kernel and C chosen by the best **validation** UAR over ``model.kernels`` x ``model.C``
    (ties: the smaller C, then the first kernel listed), fitted on the training part only;
    the test part is scored once with the chosen model.
-4. scores: the SVM's one-vs-rest decision values (``decision_function``, whose arg-max is
-   ``predict``) are the logits; a softmax temperature is fitted on validation as for the
-   neural models (``calibration``), so probabilities, ECE and risk-coverage are defined
-   as elsewhere; UAR/WAR come from the same :class:`~ser_lightning.evaluation.scoring.ScoredPart`.
+4. scores: the fitted SVM is saved as tensors (``checkpoints/svm.pt``) and scored by the
+   one scorer (:func:`ser_lightning.evaluation.run_scoring.score_run` with its
+   :class:`~ser_lightning.inference.functionals.FunctionalsPredictor`, what ``eval.py`` and
+   ``predict.py`` load too): its one-vs-rest decision values (scikit-learn's
+   ``decision_function``; the arg-max selection used) are the logits, a softmax temperature
+   is fitted on validation as for the neural models (``calibration``), and every
+   test-time statistics mode, probability, ECE and risk-coverage figure is computed as
+   for any recipe.
+
+``data.trim`` is refused (the functionals would come from trimmed audio that
+``predict.py`` never sees).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -50,8 +58,8 @@ from ser_lightning.data.feature_cache import load_or_extract
 from ser_lightning.data.recorded_split import data_fingerprint, normalize_data_settings, split_fingerprint, write_split_metadata
 from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
 from ser_lightning.errors import ConfigError, DataQualityError
-from ser_lightning.evaluation.run_scoring import calibration_report, headline_metrics, scoring_report
-from ser_lightning.evaluation.scoring import SPEAKER_MODES, ScoredPart, enrolment_choice, parse_stats_mode
+from ser_lightning.evaluation.run_scoring import calibration_report, headline_metrics, score_run, scoring_report
+from ser_lightning.inference.functionals import SCORING, FunctionalsPredictor
 from ser_lightning.labels import sort_labels
 from ser_lightning.metrics import confusion_scores, write_per_class_csv
 from ser_lightning.transforms.opensmile_features import FEATURE_SETS, feature_names
@@ -61,8 +69,6 @@ log = logging.getLogger(__name__)
 #: ``model.standardize`` values.
 STANDARDIZE = ("training", "speaker")
 KERNELS = ("linear", "rbf")
-#: How the SVM scores a file (the ``scoring`` of its metrics.json).
-SCORING = "functionals"
 
 
 def check_svm_config(cfg: DictConfig) -> None:
@@ -79,6 +85,8 @@ def check_svm_config(cfg: DictConfig) -> None:
     cs = list(cfg.model.get("C") or [])
     if not cs or any(not isinstance(c, (int, float)) or c <= 0 for c in cs):
         problems.append(f"model.C={cs}: a non-empty list of numbers > 0")
+    if str(OmegaConf.select(cfg, "data.trim") or "none") != "none":
+        problems.append(f"data.trim={OmegaConf.select(cfg, 'data.trim')}: model=svm takes the functionals of the whole, untrimmed file")
     if problems:
         raise ConfigError("invalid model=svm config:\n  " + "\n  ".join(problems))
 
@@ -90,32 +98,24 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Standardizer:
-    """Feature standardisation of :data:`STANDARDIZE` (``[n, n_features]`` -> same shape).
+    """Feature standardisation (``[n, n_features]`` -> same shape): z-scores with the
+    training part's statistics, or with given per-row ``(mean, std)`` (a speaker's).
 
     Args:
-        mode: ``training`` or ``speaker``.
+        mode: ``training`` or ``speaker`` (recorded; the caller passes the speakers' statistics).
         train: the training part's features ``[n_train, n_features]``.
-        speaker_stats: ``speaker -> (mean, std)`` of the training and validation
-            speakers (``mode="speaker"``).
     """
 
-    def __init__(self, mode: str, train: np.ndarray, speaker_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(self, mode: str, train: np.ndarray):
         self.mode = mode
         self.training_stats = _stats(train)
-        self.speaker_stats = dict(speaker_stats or {})
 
-    def __call__(self, x: np.ndarray, speakers: list[str] | None = None,
-                 stats: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-        """``x`` standardised: by the training statistics (``mode="training"``), by
-        ``stats`` (one ``(mean, std)`` per row) when given, else by each row's speaker's."""
-        if self.mode == "training":
+    def __call__(self, x: np.ndarray, stats: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+        """``x`` standardised by ``stats`` (one ``(mean, std)`` per row) or, when ``None``, the training statistics."""
+        if stats is None:
             mean, std = self.training_stats
             return (x - mean) / std
-        if stats is None:
-            stats = [self.speaker_stats[s] for s in speakers]
-        mean = np.stack([m for m, _ in stats])
-        std = np.stack([s for _, s in stats])
-        return (x - mean) / std
+        return (x - np.stack([m for m, _ in stats])) / np.stack([s for _, s in stats])
 
 
 def _ovr_logits(model, x: np.ndarray) -> np.ndarray:
@@ -161,54 +161,13 @@ def _parts(split, rows_index: dict[str, int], features: np.ndarray, class_names:
     return out
 
 
-def _scored(mode: str, part, logits: np.ndarray, keep: list[int] | None = None, enrolled: dict | None = None) -> ScoredPart:
-    keep = list(range(len(part.paths))) if keep is None else keep
-    lg = logits[keep]
-    z = lg - lg.max(axis=1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    return ScoredPart(mode, [part.paths[i] for i in keep], [part.speakers[i] for i in keep], [part.corpora[i] for i in keep],
-                      part.y[keep].astype(np.int64), probs, enrolled or {}, {}, [row[None, :].astype(np.float32) for row in lg])
-
-
-def score_modes(model, standardizer: Standardizer, part, modes: list[str], seed: int = 0) -> dict[str, ScoredPart]:
-    """The part scored under each test-time statistics mode (``training`` only for
-    ``standardize=training``). ``enrol<k>``: per speaker, k files drawn label-blind
-    (:func:`~ser_lightning.evaluation.scoring.enrolment_choice`, as for the neural models)
-    give the statistics and are left out of scoring."""
-    out = {}
-    for mode in modes:
-        kind, k = parse_stats_mode(mode)
-        keep, enrolled, stats = list(range(len(part.paths))), {}, None
-        if standardizer.mode == "speaker":
-            by_speaker: dict[str, list[int]] = {}
-            for i, s in enumerate(part.speakers):
-                by_speaker.setdefault(s, []).append(i)
-            per_speaker = {}
-            if kind == "enrol":
-                left_out = set()
-                for s, idx in by_speaker.items():
-                    chosen = [idx[j] for j in enrolment_choice([part.paths[i] for i in idx], k, seed, s)]
-                    enrolled[s] = [part.paths[i] for i in chosen]
-                    left_out.update(chosen)
-                    per_speaker[s] = _stats(part.x[chosen]) if chosen else standardizer.training_stats
-                keep = [i for i in keep if i not in left_out]
-            elif kind == "transductive":
-                per_speaker = {s: _stats(part.x[idx]) for s, idx in by_speaker.items()}
-            else:
-                per_speaker = {s: standardizer.training_stats for s in by_speaker}
-            stats = [per_speaker[s] for s in part.speakers]
-        x = standardizer(part.x, stats=stats) if stats is not None else standardizer(part.x)
-        out[mode] = _scored(mode, part, _ovr_logits(model, x), keep, enrolled)
-    return out
-
-
 def save_svm(path: Path, model, standardizer: Standardizer, hp: dict) -> None:
     """The fitted SVM as plain tensors and settings (``torch.load(weights_only=True)`` reads it)."""
     mean, std = standardizer.training_stats
     state = {
-        "support_vectors": torch.from_numpy(np.asarray(model.support_vectors_, dtype=np.float32)),
-        "dual_coef": torch.from_numpy(np.asarray(model.dual_coef_, dtype=np.float32)),
-        "intercept": torch.from_numpy(np.asarray(model.intercept_, dtype=np.float32)),
+        "support_vectors": torch.from_numpy(np.asarray(model.support_vectors_, dtype=np.float64)),
+        "dual_coef": torch.from_numpy(np.asarray(model.dual_coef_, dtype=np.float64)),
+        "intercept": torch.from_numpy(np.asarray(model.intercept_, dtype=np.float64)),
         "n_support": torch.from_numpy(np.asarray(model.n_support_, dtype=np.int64)),
         "training_mean": torch.from_numpy(mean.astype(np.float32)), "training_std": torch.from_numpy(std.astype(np.float32)),
     }
@@ -271,54 +230,46 @@ def train_svm(cfg: DictConfig) -> dict[str, float]:
     parts = _parts(split, index, feats.values, class_names)
     log.info("split %s (fingerprint %s)", split.describe(), fingerprint)
 
-    # 2. standardisation: training statistics, or each training/validation speaker's own
+    # 2. standardisation: training statistics, or each speaker's own over their files of the part
     tr, va = parts["train"], parts["val"]
     speaker_stats = None
     if standardize == "speaker":
-        pooled: dict[str, list[np.ndarray]] = {}
-        for p in (tr, va):
-            for x, spk in zip(p.x, p.speakers, strict=True):
-                pooled.setdefault(spk, []).append(x)
-        speaker_stats = {spk: _stats(np.stack(xs)) for spk, xs in pooled.items()}
-    standardizer = Standardizer(standardize, tr.x, speaker_stats)
+        speaker_stats = {}
+        for p in (tr, va):  # a training speaker's validation utterances (SAVEE) by their own validation statistics
+            for spk in dict.fromkeys(p.speakers):
+                speaker_stats[(id(p), spk)] = _stats(p.x[[i for i, x in enumerate(p.speakers) if x == spk]])
+    standardizer = Standardizer(standardize, tr.x)
+
+    def standardized(p):
+        if standardize == "training":
+            return standardizer(p.x)
+        return standardizer(p.x, stats=[speaker_stats[(id(p), spk)] for spk in p.speakers])
 
     # 3. kernel and C on validation only
-    model, grid = select_svm(standardizer(tr.x, tr.speakers), tr.y, standardizer(va.x, va.speakers), va.y, len(class_names),
+    model, grid = select_svm(standardized(tr), tr.y, standardized(va), va.y, len(class_names),
                              list(cfg.model.kernels), list(cfg.model.C), int(cfg.seed))
     log.info("chosen on validation: kernel=%s C=%g (val UAR %.3f)", model.kernel, model.C, max(g["val_uar"] for g in grid))
-
-    # 4. score validation and test under the statistics modes, calibrate on validation
-    if standardize == "training":
-        modes, headline = ["training"], "training"
-    else:
-        modes = [m for m in (cfg.get("report_stats") or SPEAKER_MODES) if not m.endswith("+bn")]
-        headline = str(cfg.get("test_stats", "training"))
-        modes = list(dict.fromkeys([*modes, headline]))
-    raw_val_part = _scored("validation", va, _ovr_logits(model, standardizer(va.x, va.speakers)))
-    raw_test = score_modes(model, standardizer, parts["test"], modes, int(cfg.get("enrol_seed", 0)))
-    calibration = raw_val_part.fit_calibration(str(cfg.get("calibration", "auto")), training_speakers=set(tr.speakers))
-    temperature = float(calibration["temperature"])
-    val_part = raw_val_part.at_temperature(temperature)
-    test_parts = {m: p.at_temperature(temperature) for m, p in raw_test.items()}
-    val_report = val_part.report()
-    scores = {
-        "calibration": calibration,
-        # validation is scored once (the selection's standardisation: the validation speakers' own statistics for
-        # standardize=speaker); its report stands under every mode so that nested selection can read it
-        "val": {"headline": val_report, "by_stats": {m: val_report for m in modes}, "part": val_part,
-                "uncalibrated": raw_val_part, "mode": headline},
-        "test": {"headline": test_parts[headline].report(), "by_stats": {m: p.report() for m, p in test_parts.items()},
-                 "part": test_parts[headline], "uncalibrated": raw_test[headline], "mode": headline},
-    }
-    calib = calibration_report(scores, out_dir, f"{s['corpus']} {name} + SVM")
-    scoring_cfg = OmegaConf.merge(cfg, {"scoring": SCORING})
-    dm = SimpleNamespace(split_fingerprint=fingerprint, class_names=class_names)
-    report = scoring_report(scoring_cfg, dm, scores, calib)
-    n_params = int(model.support_vectors_.size + model.dual_coef_.size + model.intercept_.size + 2 * tr.x.shape[1])
     hp = {"model": "svm", "features": {"kind": name, "level": "functionals", "names": list(feature_names(name))},
           "class_names": class_names, "standardize": standardize, "sample_rate": s["sample_rate"],
-          "calibration": calibration, "data_settings": data_fingerprint(data_cfg), "split_fingerprint": fingerprint}
-    save_svm(out_dir / "checkpoints" / "svm.pt", model, standardizer, hp)
+          "data_settings": data_fingerprint(data_cfg), "split_fingerprint": fingerprint}
+    ckpt = out_dir / "checkpoints" / "svm.pt"
+    save_svm(ckpt, model, standardizer, hp)
+
+    # 4. the saved model scored by the one scorer (what eval.py and predict.py run), calibrated on validation;
+    # the functionals computed above are handed over (keyed by each wave's bytes) instead of being extracted again
+    memo = {}
+    for i in index.values():
+        if rows[i].path not in skipped:
+            memo[hashlib.sha1(np.ascontiguousarray(usable.audio.wave(i), dtype=np.float32).tobytes()).hexdigest()] = feats.values[i]
+    predictor = FunctionalsPredictor.from_checkpoint(ckpt, calibration="none", memo=memo)
+    dm = SimpleNamespace(split=split, class_names=class_names, split_fingerprint=fingerprint,
+                         waveform_of=lambda part_rows: (lambda i: usable.audio.wave(index[part_rows[i].path])))
+    scoring_cfg = OmegaConf.merge(cfg, {"scoring": SCORING})
+    scores = score_run(ckpt, dm, scoring_cfg, predictor=predictor)
+    calib = calibration_report(scores, out_dir, f"{s['corpus']} {name} + SVM")
+    report = scoring_report(scoring_cfg, dm, scores, calib)
+    headline = scores["test"]["mode"]
+    n_params = int(model.support_vectors_.size + model.dual_coef_.size + model.intercept_.size + 2 * tr.x.shape[1])
     report.update({
         "best_val_uar": max(g["val_uar"] for g in grid),
         "best_checkpoint": "checkpoints/svm.pt",

@@ -22,7 +22,7 @@ def run_predict(cfg: DictConfig) -> int:
     when some could not be, 2 on a usage error (bad checkpoint, no input, bad option)."""
     from ser_lightning.inference.abstention import abstention_summary, apply_min_confidence, check_min_confidence
     from ser_lightning.inference.inputs import expand_inputs
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     try:
         min_confidence = check_min_confidence(cfg.get("min_confidence"))
@@ -35,7 +35,7 @@ def run_predict(cfg: DictConfig) -> int:
             speaker_stats = "enrol" if cfg.get("enrol") else "training"
         if cfg.get("enrol") and speaker_stats != "enrol":
             raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
-        predictor = Predictor.from_checkpoint(
+        predictor = load_predictor(
             checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
             speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),

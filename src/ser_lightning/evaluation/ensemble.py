@@ -118,7 +118,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     from ser_lightning.errors import SplitMismatchError
     from ser_lightning.evaluation.evaluate import recorded_split
     from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     if not run_dirs:
         raise EnsembleError("an ensemble needs at least one run directory")
@@ -132,9 +132,9 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     ckpts = [best_checkpoint(d) for d in run_dirs]
     scoring = str(cfg.get("scoring", "center"))  # runs before the scoring key were tested on centred clips
     try:
-        members = [Predictor.from_checkpoint(c, device=device, scoring=scoring) for c in ckpts]
+        members = [load_predictor(c, device=device, scoring=scoring) for c in ckpts]
         # calibrated as a whole: one temperature on the ensemble's output, fitted below on validation
-        ensemble = Predictor.from_checkpoint(ckpts, device=device, scoring=scoring, calibration="none")
+        ensemble = load_predictor(ckpts, device=device, scoring=scoring, calibration="none")
     except CheckpointError as exc:
         raise EnsembleError(f"ensemble member: {exc}") from exc
     for d, m in zip(run_dirs[1:], members[1:], strict=True):

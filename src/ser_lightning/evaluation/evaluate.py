@@ -219,11 +219,11 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
     from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     if classes not in CLASS_POLICIES:
         raise ConfigError(f"classes='{classes}' is unknown; allowed: {list(CLASS_POLICIES)}")
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
+    predictor = load_predictor(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
     paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
     rows = select_rows(data_cfg, part, paths)
     mapping = map_labels(Counter(r.label for r in rows), predictor.class_names, unknown_labels, label_map)

@@ -544,7 +544,8 @@ Classic baseline (`svm-egemaps`, `svm-compare`; `python train.py model=svm featu
 docs/EXPERT_FEATURES.md): openSMILE's 88 eGeMAPS v02 or 6,373 ComParE 2016 functionals of
 each whole file (scoring `functionals`), standardised with the training part's mean and
 standard deviation (normalisation `training z-score`; needs nothing of a test speaker, so
-it stands in the "training statistics" column) or per speaker (`speaker z-score`, under the
+it stands in the "utterance" column, the scorer's mode of a model without speaker
+statistics) or per speaker (`speaker z-score`, under the
 speaker modes), then a class-balanced SVM (scikit-learn SVC) whose kernel and C are chosen
 on the validation part and which is fitted on the training part only; same splits (same
 split fingerprints) as the neural recipes. Its "val UAR" is that of the chosen SVM; it has
