@@ -132,21 +132,32 @@ def _run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
     return json.loads((tmp_path / out / "metrics.json").read_text())
 
 
-def test_svm_baseline_end_to_end_and_selection_never_sees_test(tmp_path):
-    manifest = _tiny_corpus(tmp_path)
-    m = _run_svm(tmp_path, manifest, "run")
+@pytest.fixture(scope="module")
+def svm_runs(tmp_path_factory):
+    """Two SVM runs on the tiny corpus (same split): training-part and per-speaker standardisation."""
+    tmp = tmp_path_factory.mktemp("svm")
+    manifest = _tiny_corpus(tmp)
+    _run_svm(tmp, manifest, "run")
+    _run_svm(tmp, manifest, "spk", "model.standardize=speaker", "model.kernels=[linear]")
+    return tmp
+
+
+def test_svm_baseline_end_to_end_and_selection_never_sees_test(svm_runs):
+    tmp_path = svm_runs
     run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
     for f in ("config.yaml", "splits/train.csv", "splits/test.csv", "splits/split.json", "skipped_files.csv",
               "per_class_metrics.csv", "confusion_matrix.png", "checkpoints/svm.pt"):
         assert (run / f).is_file(), f
-    # the keys every recipe writes, under the statistics mode it assumes (training statistics)
+    # the keys every recipe writes, under the statistics mode it assumes (nothing of the speaker)
     assert m["test_stats"] == "utterance" and set(m["test_by_stats"]) == {"utterance"}
     assert m["scoring"] == "functionals" and m["n_test"] == 18 and "savee" not in m["split"]
     assert m["svm"]["kernel"] in ("linear", "rbf") and len(m["svm"]["grid"]) == 4
     assert sum(map(sum, m["confusion_matrix"])) == 18
     assert m["test/uar"] > 0.6  # pitch and loudness separate these classes for an unseen speaker
-    # the chosen model is the grid's best validation UAR
+    # the chosen model is the grid's best validation UAR, and the scorer's validation UAR is the same
     assert m["best_val_uar"] == max(g["val_uar"] for g in m["svm"]["grid"])
+    assert m["val/uar"] == pytest.approx(m["best_val_uar"])
     import torch
 
     saved = torch.load(run / "checkpoints/svm.pt", weights_only=True)
@@ -159,11 +170,75 @@ def test_svm_baseline_end_to_end_and_selection_never_sees_test(tmp_path):
     assert shuffled["test/uar"] < m["test/uar"]
 
 
-def test_svm_speaker_standardisation_scores_every_statistics_mode(tmp_path):
-    m = _run_svm(tmp_path, _tiny_corpus(tmp_path), "spk", "model.standardize=speaker", "model.kernels=[linear]")
+def test_svm_speaker_standardisation_scores_every_statistics_mode(svm_runs):
+    m = json.loads((svm_runs / "spk" / "metrics.json").read_text())
     assert set(m["test_by_stats"]) == {"transductive", "enrol4", "enrol8", "training"}
     assert m["test_by_stats"]["enrol4"]["n"] == 18 - 4 and m["test_by_stats"]["enrol8"]["n"] == 18 - 8  # enrolment files left out
     assert m["test_by_stats"]["transductive"]["n"] == 18
+    assert m["val_by_stats"]["transductive"]["uar"] == pytest.approx(m["best_val_uar"])  # selection = the scorer's figure
+
+
+def test_saved_svm_predicts_files_as_the_run_scored_them(svm_runs):
+    """predict.py's loader on svm.pt, given the test files by path (decoded again, functionals
+    extracted again): the same confusion matrix as the run's metrics.json."""
+    from ser_lightning.inference.functionals import FunctionalsPredictor
+    from ser_lightning.inference.loading import load_predictor
+
+    run = svm_runs / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    predictor = load_predictor(run / "checkpoints" / "svm.pt")
+    assert isinstance(predictor, FunctionalsPredictor) and predictor.class_names == m["class_names"]
+    with (run / "splits" / "test.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    predictions = predictor.predict([r["path"] for r in rows])
+    n = len(m["class_names"])
+    cm = np.zeros((n, n), int)
+    for r, p in zip(rows, predictions, strict=True):
+        assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
+        cm[m["class_names"].index(r["label"]), m["class_names"].index(p.label)] += 1
+    assert cm.tolist() == m["confusion_matrix"]
+    bad = predictor.predict([str(svm_runs / "missing.wav")])[0]
+    assert bad.error and bad.label is None
+    with pytest.raises(ConfigError, match="adapt=bn"):
+        predictor.adapted([])
+
+
+def test_late_fusion_through_the_ensemble_path(svm_runs):
+    """results.py's ensemble scorer on two functionals models: file-level probability average."""
+    from ser_lightning.evaluation.ensemble import evaluate_ensemble
+    from ser_lightning.inference.loading import load_predictor
+
+    runs = [svm_runs / "run", svm_runs / "spk"]
+    scores = evaluate_ensemble(runs, parts=("val", "test"))
+    member_val = [json.loads((r / "metrics.json").read_text())["val_by_stats"] for r in runs]
+    assert scores["val"].member_uar[0] == pytest.approx(member_val[0]["utterance"]["uar"])
+    assert scores["test"].probabilities.shape == (18, 3)
+    fused = load_predictor([r / "checkpoints" / "svm.pt" for r in runs])
+    alone = [load_predictor(r / "checkpoints" / "svm.pt") for r in runs]
+    path = scores["test"].paths[0]
+    expected = np.mean([[p.predict([path])[0].probabilities[c] for c in fused.class_names] for p in alone], axis=0)
+    got = fused.predict([path])[0].probabilities
+    np.testing.assert_allclose([got[c] for c in fused.class_names], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_svm_head_reproduces_scikit_learn(n_classes, kernel):
+    import torch
+    from sklearn.svm import SVC
+
+    from ser_lightning.models.svm import SVMHead
+
+    rng = np.random.default_rng(n_classes)
+    x, y = rng.standard_normal((80, 6)), rng.integers(0, n_classes, 80)
+    x[:, 0] += y
+    model = SVC(kernel=kernel, C=1.0, gamma="scale", class_weight="balanced").fit(x, y)
+    head = SVMHead(*(torch.from_numpy(np.asarray(a)) for a in (model.support_vectors_, model.dual_coef_, model.intercept_, model.n_support_)),
+                   kernel, model._gamma)
+    xt = rng.standard_normal((25, 6))
+    ref = model.decision_function(xt)
+    ref = np.stack([-ref, ref], axis=1) if ref.ndim == 1 else ref
+    np.testing.assert_allclose(head(torch.from_numpy(xt)).numpy(), ref, atol=1e-5)
 
 
 def test_svm_config_errors_are_listed_at_once():

@@ -126,9 +126,11 @@ def recorded_split(ckpt_paths: list[str | Path], data_cfg: dict) -> Split:
     from ser_lightning.errors import SplitMismatchError
     from ser_lightning.models.checkpoint import load_checkpoint
 
+    from ser_lightning.inference.functionals import checkpoint_hyper_parameters, is_functionals_checkpoint
+
     split = None
     for ckpt in ckpt_paths:
-        hp = load_checkpoint(ckpt)["hyper_parameters"]
+        hp = checkpoint_hyper_parameters(ckpt) if is_functionals_checkpoint(ckpt) else load_checkpoint(ckpt)["hyper_parameters"]
         if hp.get("data_settings"):
             differs = describe_mismatch(hp["data_settings"], data_cfg)
             if differs:

@@ -52,6 +52,17 @@ def is_functionals_checkpoint(path: str | Path) -> bool:
     return isinstance(ckpt, dict) and isinstance(ckpt.get("svm"), dict)
 
 
+def checkpoint_hyper_parameters(path: str | Path) -> dict:
+    """The settings of a functionals model (classes, features, data settings, split fingerprint).
+
+    Raises:
+        CheckpointError: not a functionals model.
+    """
+    if not is_functionals_checkpoint(path):
+        raise CheckpointError(f"{path} is not an SVM-on-functionals model")
+    return dict(torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"])
+
+
 def _stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, std)`` over rows of ``[n, n_features]``, a zero std replaced by 1 (as in training)."""
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -218,7 +229,7 @@ class FunctionalsPredictor:
                 training statistics. Ignored for ``standardize=training``.
         """
         mean, std = stats if (stats is not None and self.speaker_normalized) else self.training_stats
-        x = (torch.from_numpy(np.asarray(feats, dtype=np.float32)) - mean) / std
+        x = (torch.from_numpy(np.array(feats, dtype=np.float32)) - mean) / std
         return self.head(x).numpy()
 
     def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False,
