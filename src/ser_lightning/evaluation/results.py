@@ -334,7 +334,10 @@ def _augmentations(job_dir: Path) -> str:
         return "—"
     from omegaconf import OmegaConf
 
-    augment = OmegaConf.load(cfg).get("augment")
+    conf = OmegaConf.load(cfg)
+    if conf.get("model", {}).get("name") == "svm":
+        return "none (the SVM baseline takes each original file's functionals)"
+    augment = conf.get("augment")
     augment = OmegaConf.to_container(augment) if augment else {}  # an empty section is a falsy DictConfig
     names = [k for k, v in augment.items() if v and v.get("enabled", True) and v.get("p", 1.0) > 0]
     return ", ".join(names) or "none"
