@@ -514,7 +514,9 @@ per-recipe rows are for reference: picking the best test row would select on tes
 Ensembles (`results.py ensemble`, recipe model "ensemble of N ..."): per job, the mean class
 probabilities of the listed recipes' best-validation checkpoints; its validation UAR is that
 of the averaged probabilities on the same validation speakers, and its wall time includes
-its members' training.
+its members' training. An ensemble that mixes an SVM baseline with a CNN (late fusion,
+`fusion-...` tags) averages the members' calibrated probabilities file by file (the CNN's
+mean over its windows, the SVM's whole-file prediction).
 
 UAR = unweighted average recall (macro recall over the classes with test examples), WAR =
 weighted average recall (accuracy), in %. Cells read `mean ± sample std over the folds or
