@@ -226,6 +226,8 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     if classes not in CLASS_POLICIES:
         raise ConfigError(f"classes='{classes}' is unknown; allowed: {list(CLASS_POLICIES)}")
     predictor = load_predictor(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
+    if isinstance(getattr(predictor, "scoring", None), str) and predictor.scoring not in ("windows", "center"):
+        scoring = predictor.scoring  # an SVM on functionals scores whole files, whatever scoring= says
     paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
     rows = select_rows(data_cfg, part, paths)
     mapping = map_labels(Counter(r.label for r in rows), predictor.class_names, unknown_labels, label_map)
