@@ -25,6 +25,8 @@ GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
 NEEDS = {("data", "default"): ["data.corpus=tess"], ("data", "manifest"): ["data.root=/nowhere/manifest.csv"],
          ("features", "waveform"): ["model=ssl"]}  # the waveform is a pretrained encoder's input, and only its
 CASES = [(g, o) for g, options in GROUPS.items() for o in options]
+#: Options of the classic baseline (model=svm on openSMILE functionals, src/ser_lightning/baselines/svm.py).
+EXPERT_OPTIONS = {("model", "svm"), ("features", "egemaps"), ("features", "compare")}
 
 
 def _compose(name: str, overrides: list[str], hydra_config: bool = False):
@@ -45,6 +47,12 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)  # loggers and the Trainer may create folders
     monkeypatch.setenv("WANDB_MODE", "offline")
+    if (group, option) in EXPERT_OPTIONS:  # the SVM baseline and its openSMILE features: no neural front-end or model
+        from ser_lightning.baselines.svm import check_svm_config
+
+        extra = [] if group == "features" else ["features=egemaps"]
+        check_svm_config(_compose("train", [f"{group}={option}", "model=svm", *extra]))
+        return
     overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
     if "model=ssl" in overrides:  # a weight file: a tiny random encoder of the family (tests/helpers/encoders.py)
         overrides += tiny_overrides(tiny_weights(tmp_path / "tiny.pth"), tmp_path / "emb")[1:]

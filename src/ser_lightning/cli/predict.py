@@ -16,7 +16,8 @@ from ser_lightning.inference.writers import _plot_paths, print_table, write_pred
 
 
 def predictor_from_config(cfg: DictConfig):
-    """The :class:`~ser_lightning.inference.predictor.Predictor` of ``predict.py``'s options
+    """The predictor (:func:`~ser_lightning.inference.loading.load_predictor`: a CNN
+    checkpoint, an SVM's ``svm.pt`` or a list of them) of ``predict.py``'s options
     (``ckpt_path``, ``device``, windows, ``silence_dbfs``, ``min_seconds``, ``speaker_stats``,
     ``scoring``, calibration, ``classes``), before any enrolment (:func:`enrol_from_config`).
     ``serve.py`` builds its predictor here too, so both score alike.
@@ -25,13 +26,13 @@ def predictor_from_config(cfg: DictConfig):
         SERUserError: a bad option (``adapt=``, ``enrol=`` with another ``speaker_stats``)
             or checkpoint.
     """
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     adapt_setting(cfg)
     speaker_stats = _speaker_stats(cfg)
     if cfg.get("enrol") and speaker_stats != "enrol":
         raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
-    return Predictor.from_checkpoint(
+    return load_predictor(
         checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
         window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
         speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),

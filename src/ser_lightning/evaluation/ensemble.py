@@ -117,8 +117,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.errors import SplitMismatchError
     from ser_lightning.evaluation.evaluate import recorded_split
-    from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.evaluation.scoring import adapted_modes, modes_for, score_utterances
+    from ser_lightning.inference.loading import load_predictor
 
     if not run_dirs:
         raise EnsembleError("an ensemble needs at least one run directory")
@@ -132,9 +132,9 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
     ckpts = [best_checkpoint(d) for d in run_dirs]
     scoring = str(cfg.get("scoring", "center"))  # runs before the scoring key were tested on centred clips
     try:
-        members = [Predictor.from_checkpoint(c, device=device, scoring=scoring) for c in ckpts]
+        members = [load_predictor(c, device=device, scoring=scoring) for c in ckpts]
         # calibrated as a whole: one temperature on the ensemble's output, fitted below on validation
-        ensemble = Predictor.from_checkpoint(ckpts, device=device, scoring=scoring, calibration="none")
+        ensemble = load_predictor(ckpts, device=device, scoring=scoring, calibration="none")
     except CheckpointError as exc:
         raise EnsembleError(f"ensemble member: {exc}") from exc
     for d, m in zip(run_dirs[1:], members[1:], strict=True):
@@ -161,7 +161,9 @@ def evaluate_ensemble(run_dirs: list[str | Path], parts: tuple[str, ...] = PARTS
         args = ([r.path for _, r in good], [r.speaker for _, r in good], [classes.index(r.label) for _, r in good],
                 lambda j, good=good, audio=audio: audio.wave(good[j][0]))
         raw[part] = {mode: score_utterances(ensemble, *args, mode=mode, corpora=[r.corpus for _, r in good], seed=seed) for mode in modes}
-        member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline, seed=seed).confusion())[1] for m in members]
+        # a member without speaker normalisation (fused with speaker-normalised ones) is scored under its own mode
+        member_uars[part] = [war_uar(score_utterances(m, *args, mode=headline if m.speaker_normalized == ensemble.speaker_normalized
+                                                      else modes_for(m)[1], seed=seed).confusion())[1] for m in members]
     calibration = raw["val"][headline].fit_calibration(str(cfg.get("calibration", "auto")),
                                                       training_speakers={r.speaker for r in split.train})
     scores: dict[str, PartScores] = {}

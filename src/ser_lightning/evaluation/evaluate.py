@@ -126,9 +126,11 @@ def recorded_split(ckpt_paths: list[str | Path], data_cfg: dict) -> Split:
     from ser_lightning.errors import SplitMismatchError
     from ser_lightning.models.checkpoint import load_checkpoint
 
+    from ser_lightning.inference.functionals import checkpoint_hyper_parameters, is_functionals_checkpoint
+
     split = None
     for ckpt in ckpt_paths:
-        hp = load_checkpoint(ckpt)["hyper_parameters"]
+        hp = checkpoint_hyper_parameters(ckpt) if is_functionals_checkpoint(ckpt) else load_checkpoint(ckpt)["hyper_parameters"]
         if hp.get("data_settings"):
             differs = describe_mismatch(hp["data_settings"], data_cfg)
             if differs:
@@ -219,11 +221,13 @@ def evaluate_checkpoint(ckpt_path: str | Path | list[str | Path], data_cfg: dict
     from ser_lightning.data.cache import load_or_decode
     from ser_lightning.evaluation.calibration import calibration_metrics
     from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     if classes not in CLASS_POLICIES:
         raise ConfigError(f"classes='{classes}' is unknown; allowed: {list(CLASS_POLICIES)}")
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
+    predictor = load_predictor(ckpt_path, device=device, scoring=scoring, calibration=calibration, temperature=temperature)
+    if isinstance(getattr(predictor, "scoring", None), str) and predictor.scoring not in ("windows", "center"):
+        scoring = predictor.scoring  # an SVM on functionals scores whole files, whatever scoring= says
     paths = ckpt_path if isinstance(ckpt_path, list) else [ckpt_path]
     rows = select_rows(data_cfg, part, paths)
     mapping = map_labels(Counter(r.label for r in rows), predictor.class_names, unknown_labels, label_map)

@@ -314,13 +314,17 @@ def collect() -> list[dict]:
 
 
 def _normalization(job_dir: Path) -> str:
-    """The feature normalisation a run used (``features.normalize`` in its config.yaml)."""
+    """The feature normalisation a run used (``features.normalize`` in its config.yaml;
+    for the SVM baseline, ``model=svm``, its standardisation ``model.standardize``)."""
     cfg = job_dir / "config.yaml"
     if not cfg.is_file():
         return "utterance"
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.load(cfg).features.get("normalize", "utterance"))
+    conf = OmegaConf.load(cfg)
+    if conf.get("model", {}).get("name") == "svm":
+        return f"{conf.model.standardize} z-score"
+    return str(conf.features.get("normalize", "utterance"))
 
 
 def _augmentations(job_dir: Path) -> str:
@@ -330,7 +334,10 @@ def _augmentations(job_dir: Path) -> str:
         return "—"
     from omegaconf import OmegaConf
 
-    augment = OmegaConf.load(cfg).get("augment")
+    conf = OmegaConf.load(cfg)
+    if conf.get("model", {}).get("name") == "svm":
+        return "none (the SVM baseline takes each original file's functionals)"
+    augment = conf.get("augment")
     augment = OmegaConf.to_container(augment) if augment else {}  # an empty section is a falsy DictConfig
     names = [k for k, v in augment.items() if v and v.get("enabled", True) and v.get("p", 1.0) > 0]
     return ", ".join(names) or "none"
@@ -342,7 +349,8 @@ def _max_epochs(job_dir: Path) -> int | None:
         return None
     from omegaconf import OmegaConf
 
-    return OmegaConf.load(cfg).trainer.max_epochs
+    conf = OmegaConf.load(cfg)
+    return None if conf.get("model", {}).get("name") == "svm" else conf.trainer.max_epochs  # the SVM has no epochs
 
 
 def protocol_command(command: str) -> str:
@@ -506,7 +514,9 @@ per-recipe rows are for reference: picking the best test row would select on tes
 Ensembles (`results.py ensemble`, recipe model "ensemble of N ..."): per job, the mean class
 probabilities of the listed recipes' best-validation checkpoints; its validation UAR is that
 of the averaged probabilities on the same validation speakers, and its wall time includes
-its members' training.
+its members' training. An ensemble that mixes an SVM baseline with a CNN (late fusion,
+`fusion-...` tags) averages the members' calibrated probabilities file by file (the CNN's
+mean over its windows, the SVM's whole-file prediction).
 
 UAR = unweighted average recall (macro recall over the classes with test examples), WAR =
 weighted average recall (accuracy), in %. Cells read `mean ± sample std over the folds or
@@ -535,6 +545,16 @@ leaves each window's arg-max unchanged; a file's mean over several windows can c
 class in rare cases. Recipes tagged `-trimvad` were trained on audio whose leading and
 trailing silence was cut by Silero VAD (`data.trim=vad`); they are scored, like every
 recipe, on the untrimmed files, as `predict.py` reads them.
+Classic baseline (`svm-egemaps`, `svm-compare`; `python train.py model=svm features=egemaps|compare`,
+docs/EXPERT_FEATURES.md): openSMILE's 88 eGeMAPS v02 or 6,373 ComParE 2016 functionals of
+each whole file (scoring `functionals`), standardised with the training part's mean and
+standard deviation (normalisation `training z-score`; needs nothing of a test speaker, so
+it stands in the "utterance" column, the scorer's mode of a model without speaker
+statistics) or per speaker (`speaker z-score`, under the
+speaker modes), then a class-balanced SVM (scikit-learn SVC) whose kernel and C are chosen
+on the validation part and which is fitted on the training part only; same splits (same
+split fingerprints) as the neural recipes. Its "val UAR" is that of the chosen SVM; it has
+no epochs.
 Wall time is the sum over a row's runs, including time spent waiting for the CPU when
 other jobs shared the machine (the load average when a protocol started is recorded).
 """

@@ -27,7 +27,7 @@ from ser_lightning.plots import plot_confusion_matrix
 log = logging.getLogger(__name__)
 
 
-def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
+def score_run(ckpt_path: Path, dm, cfg: DictConfig, predictor=None) -> dict[str, dict]:
     """Score the validation and test parts of ``dm``'s split with the checkpoint file,
     under every test-time statistics mode that applies (see :mod:`ser_lightning.evaluation.scoring`;
     with ``cfg.adapt=bn`` each ``enrol<k>`` mode also as ``enrol<k>+bn``, AdaBN on the
@@ -35,6 +35,11 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
     speakers are not training speakers) a temperature is fitted on the validation part's
     files (headline statistics) and stored in the checkpoint
     (``hyper_parameters["calibration"]``), so every later caller scores with it.
+
+    Args:
+        predictor: the checkpoint's predictor already loaded uncalibrated (the SVM
+            baseline passes its :class:`~ser_lightning.inference.functionals.FunctionalsPredictor`
+            holding the functionals it computed); ``None``: loaded from ``ckpt_path``.
 
     Returns:
         ``{"val"|"test": {"headline": report, "by_stats": {mode: report}, "part": ScoredPart
@@ -47,11 +52,12 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig) -> dict[str, dict]:
             unknown ``calibration``.
     """
     from ser_lightning.evaluation.scoring import adapted_modes, score_utterances
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
 
     method = str(cfg.get("calibration", "auto"))
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) != "cpu" else "cpu"
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
+    if predictor is None:
+        predictor = load_predictor(ckpt_path, device=device, scoring=str(cfg.get("scoring", "windows")), calibration="none")
     modes, headline = adapted_modes(predictor, list(cfg.get("report_stats") or []) or None, str(cfg.get("test_stats", "training")),
                                     str(cfg.get("adapt") or "none"))
     raw: dict[str, dict] = {}

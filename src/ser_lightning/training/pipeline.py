@@ -141,6 +141,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ConfigError: an invalid config value, before any data is read (see
             :func:`~ser_lightning.training.config_validation.validate_config`).
     """
+    if OmegaConf.select(cfg, "model.name") == "svm":  # the classic baseline: no training loop (baselines/svm.py)
+        from ser_lightning.baselines.svm import train_svm
+
+        return train_svm(cfg)
     validate_config(cfg)
     ckpt_path = resume_checkpoint(cfg)
     start = time.perf_counter()

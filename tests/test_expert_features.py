@@ -1,0 +1,254 @@
+"""openSMILE eGeMAPS / ComParE features, their per-file cache, and the SVM baseline
+(``train.py model=svm``) end to end on a tiny synthetic corpus."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("opensmile")
+pytest.importorskip("sklearn")
+
+from ser_lightning.data.cache import load_or_decode  # noqa: E402
+from ser_lightning.data.feature_cache import _entry, feature_key, load_or_extract  # noqa: E402
+from ser_lightning.errors import AudioDecodeError, ConfigError  # noqa: E402
+from ser_lightning.transforms.opensmile_features import extract, feature_names  # noqa: E402
+from tests.conftest import write_tone  # noqa: E402
+
+SR = 16000
+
+
+def _voice(seconds: float = 1.0, f0: float = 140.0, seed: int = 0) -> np.ndarray:
+    """A vowel-like harmonic signal with a little jitter and noise (openSMILE finds a pitch in it)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f = f0 * (1 + 0.02 * np.sin(2 * np.pi * 3 * t))
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    wave = sum(0.3 / k * np.sin(k * phase) for k in range(1, 8)) + 0.005 * rng.standard_normal(t.shape)
+    return (0.5 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, n_func, n_lld", [("egemaps", 88, 25), ("compare", 6373, 65)])
+def test_shapes_of_functionals_and_descriptors(name, n_func, n_lld):
+    wave = _voice(1.0)
+    func = extract(wave, SR, name, "functionals")
+    lld = extract(wave, SR, name, "lld")
+    assert func.shape == (n_func,) and func.dtype == np.float32 and np.all(np.isfinite(func))
+    assert len(feature_names(name)) == n_func
+    assert lld.shape[0] == n_lld and 90 <= lld.shape[1] <= 100  # 10 ms frames of 1 s
+    # the functionals describe the signal: a higher voice has a higher mean F0 (eGeMAPS' first feature, in semitones)
+    if name == "egemaps":
+        assert feature_names(name)[0].startswith("F0semitone")
+        assert extract(_voice(1.0, f0=220.0), SR, name)[0] > func[0] + 5
+
+
+def test_bad_signals_are_clear_errors():
+    with pytest.raises(AudioDecodeError, match="non-empty mono"):
+        extract(np.zeros(0, np.float32), SR, "egemaps")
+    with pytest.raises(AudioDecodeError, match="NaN or infinite"):
+        extract(np.full(SR, np.nan, np.float32), SR, "egemaps")
+    with pytest.raises(ConfigError, match="allowed"):
+        extract(_voice(), SR, "gemaps")
+
+
+def test_cache_hit_invalidation_damage_and_undecodable_file(tmp_path):
+    good = [write_tone(tmp_path / f"a{i}.wav", seconds=0.8, freq=150 + 40 * i) for i in range(3)]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt not really audio")
+    paths = [str(p) for p in [*good, bad]]
+    audio = load_or_decode(paths, SR, tmp_path / "waves")
+    cache = tmp_path / "feats"
+
+    first = load_or_extract(paths, audio, "egemaps", cache_dir=cache)
+    assert first.computed == 3 and first.hits == 0
+    assert str(bad) in first.errors and np.isnan(first.values[3]).all()  # skipped with its reason, never a zero row
+    assert np.isfinite(first.values[:3]).all() and first.values.shape == (4, 88)
+
+    second = load_or_extract(paths, audio, "egemaps", cache_dir=cache)
+    assert second.hits == 3 and second.computed == 0
+    np.testing.assert_array_equal(second.values[:3], first.values[:3])
+
+    # a damaged entry is computed again, not trusted
+    entry = _entry(cache, "egemaps", "functionals", feature_key(paths[0], SR, "egemaps", "functionals"))
+    entry.write_bytes(b"garbage")
+    third = load_or_extract(paths, audio, "egemaps", cache_dir=cache)
+    assert third.computed == 1 and third.hits == 2
+    np.testing.assert_allclose(third.values[0], first.values[0])
+
+    # a changed file (new size / mtime) gets a new key: its features are computed from its new wave
+    write_tone(good[1], seconds=0.8, freq=400)
+    os.utime(good[1], ns=(1, 1))
+    audio = load_or_decode(paths, SR, tmp_path / "waves")
+    fourth = load_or_extract(paths, audio, "egemaps", cache_dir=cache)
+    assert fourth.computed == 1 and not np.allclose(fourth.values[1], first.values[1])
+    # other settings (set, trim) are other entries
+    assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "egemaps", "functionals", trim="vad")
+    assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "compare", "functionals")
+
+
+def _tiny_corpus(root: Path, test_labels_shuffled: bool = False) -> Path:
+    """3 speakers x 3 classes x 6 files of 0.6 s, classes differing in pitch and loudness."""
+    rows = []
+    classes = {"neutral": (110.0, 0.2), "happy": (200.0, 0.6), "sad": (90.0, 0.1)}
+    for s, spk in enumerate(["s1", "s2", "s3"]):
+        for c, (label, (f0, gain)) in enumerate(classes.items()):
+            for k in range(6):
+                path = root / f"{spk}_{label}_{k}.wav"
+                if not path.exists():
+                    import soundfile as sf
+
+                    sf.write(str(path), gain * _voice(0.6, f0 * (1 + 0.05 * s) * (1 + 0.02 * k), seed=100 * s + 10 * c + k), SR)
+                rows.append([str(path), label, spk])
+    if test_labels_shuffled:  # the test speaker's labels rotated: the test part's truth changes, nothing else
+        names = list(classes)
+        rows = [[p, names[(names.index(lab) + 1) % 3] if spk == "s3" else lab, spk] for p, lab, spk in rows]
+    manifest = root / ("manifest_shuffled.csv" if test_labels_shuffled else "manifest.csv")
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "label", "speaker"], *rows])
+    return manifest
+
+
+def _run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from ser_lightning.training.pipeline import train
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=svm", "features=egemaps", "data=manifest", f"data.root={manifest}",
+                                          "data.split=cross", "data.test_speakers=[s3]", "data.val_fraction=0.25",
+                                          "model.C=[0.1,1.0]", "logger=none", *extra])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / out)
+        cfg.paths.cache_dir = str(tmp_path / "waves")
+        cfg.paths.feature_cache_dir = str(tmp_path / "feats")
+    train(cfg)
+    return json.loads((tmp_path / out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def svm_runs(tmp_path_factory):
+    """Two SVM runs on the tiny corpus (same split): training-part and per-speaker standardisation."""
+    tmp = tmp_path_factory.mktemp("svm")
+    manifest = _tiny_corpus(tmp)
+    _run_svm(tmp, manifest, "run")
+    _run_svm(tmp, manifest, "spk", "model.standardize=speaker", "model.kernels=[linear]")
+    return tmp
+
+
+def test_svm_baseline_end_to_end_and_selection_never_sees_test(svm_runs):
+    tmp_path = svm_runs
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    for f in ("config.yaml", "splits/train.csv", "splits/test.csv", "splits/split.json", "skipped_files.csv",
+              "per_class_metrics.csv", "confusion_matrix.png", "checkpoints/svm.pt"):
+        assert (run / f).is_file(), f
+    # the keys every recipe writes, under the statistics mode it assumes (nothing of the speaker)
+    assert m["test_stats"] == "utterance" and set(m["test_by_stats"]) == {"utterance"}
+    assert m["scoring"] == "functionals" and m["n_test"] == 18 and "savee" not in m["split"]
+    assert m["svm"]["kernel"] in ("linear", "rbf") and len(m["svm"]["grid"]) == 4
+    assert sum(map(sum, m["confusion_matrix"])) == 18
+    assert m["test/uar"] > 0.6  # pitch and loudness separate these classes for an unseen speaker
+    # the chosen model is the grid's best validation UAR, and the scorer's validation UAR is the same
+    assert m["best_val_uar"] == max(g["val_uar"] for g in m["svm"]["grid"])
+    assert m["val/uar"] == pytest.approx(m["best_val_uar"])
+    import torch
+
+    saved = torch.load(run / "checkpoints/svm.pt", weights_only=True)
+    assert saved["svm"]["support_vectors"].shape[1] == 88 and saved["hyper_parameters"]["class_names"] == m["class_names"]
+
+    # test labels changed: kernel, C and the whole validation grid are the same; only the test figure moves
+    shuffled = _run_svm(tmp_path, _tiny_corpus(tmp_path, test_labels_shuffled=True), "shuffled")
+    assert shuffled["svm"]["grid"] == [{**g, "seconds": s["seconds"]} for g, s in zip(m["svm"]["grid"], shuffled["svm"]["grid"], strict=True)]
+    assert (shuffled["svm"]["kernel"], shuffled["svm"]["C"]) == (m["svm"]["kernel"], m["svm"]["C"])
+    assert shuffled["test/uar"] < m["test/uar"]
+
+
+def test_svm_speaker_standardisation_scores_every_statistics_mode(svm_runs):
+    m = json.loads((svm_runs / "spk" / "metrics.json").read_text())
+    assert set(m["test_by_stats"]) == {"transductive", "enrol4", "enrol8", "training"}
+    assert m["test_by_stats"]["enrol4"]["n"] == 18 - 4 and m["test_by_stats"]["enrol8"]["n"] == 18 - 8  # enrolment files left out
+    assert m["test_by_stats"]["transductive"]["n"] == 18
+    assert m["val_by_stats"]["transductive"]["uar"] == pytest.approx(m["best_val_uar"])  # selection = the scorer's figure
+
+
+def test_saved_svm_predicts_files_as_the_run_scored_them(svm_runs):
+    """predict.py's loader on svm.pt, given the test files by path (decoded again, functionals
+    extracted again): the same confusion matrix as the run's metrics.json."""
+    from ser_lightning.inference.functionals import FunctionalsPredictor
+    from ser_lightning.inference.loading import load_predictor
+
+    run = svm_runs / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    predictor = load_predictor(run / "checkpoints" / "svm.pt")
+    assert isinstance(predictor, FunctionalsPredictor) and predictor.class_names == m["class_names"]
+    with (run / "splits" / "test.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    predictions = predictor.predict([r["path"] for r in rows])
+    n = len(m["class_names"])
+    cm = np.zeros((n, n), int)
+    for r, p in zip(rows, predictions, strict=True):
+        assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
+        cm[m["class_names"].index(r["label"]), m["class_names"].index(p.label)] += 1
+    assert cm.tolist() == m["confusion_matrix"]
+    bad = predictor.predict([str(svm_runs / "missing.wav")])[0]
+    assert bad.error and bad.label is None
+    with pytest.raises(ConfigError, match="adapt=bn"):
+        predictor.adapted([])
+
+
+def test_late_fusion_through_the_ensemble_path(svm_runs):
+    """results.py's ensemble scorer on two functionals models: file-level probability average."""
+    from ser_lightning.evaluation.ensemble import evaluate_ensemble
+    from ser_lightning.inference.loading import load_predictor
+
+    runs = [svm_runs / "run", svm_runs / "spk"]
+    scores = evaluate_ensemble(runs, parts=("val", "test"))
+    member_val = [json.loads((r / "metrics.json").read_text())["val_by_stats"] for r in runs]
+    assert scores["val"].member_uar[0] == pytest.approx(member_val[0]["utterance"]["uar"])
+    assert scores["test"].probabilities.shape == (18, 3)
+    fused = load_predictor([r / "checkpoints" / "svm.pt" for r in runs])
+    alone = [load_predictor(r / "checkpoints" / "svm.pt") for r in runs]
+    path = scores["test"].paths[0]
+    expected = np.mean([[p.predict([path])[0].probabilities[c] for c in fused.class_names] for p in alone], axis=0)
+    got = fused.predict([path])[0].probabilities
+    np.testing.assert_allclose([got[c] for c in fused.class_names], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_svm_head_reproduces_scikit_learn(n_classes, kernel):
+    import torch
+    from sklearn.svm import SVC
+
+    from ser_lightning.models.svm import SVMHead
+
+    rng = np.random.default_rng(n_classes)
+    x, y = rng.standard_normal((80, 6)), rng.integers(0, n_classes, 80)
+    x[:, 0] += y
+    model = SVC(kernel=kernel, C=1.0, gamma="scale", class_weight="balanced").fit(x, y)
+    head = SVMHead(*(torch.from_numpy(np.asarray(a)) for a in (model.support_vectors_, model.dual_coef_, model.intercept_, model.n_support_)),
+                   kernel, model._gamma)
+    xt = rng.standard_normal((25, 6))
+    ref = model.decision_function(xt)
+    ref = np.stack([-ref, ref], axis=1) if ref.ndim == 1 else ref
+    np.testing.assert_allclose(head(torch.from_numpy(xt)).numpy(), ref, atol=1e-5)
+
+
+def test_svm_config_errors_are_listed_at_once():
+    from hydra import compose, initialize_config_dir
+
+    from ser_lightning.baselines.svm import check_svm_config
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=svm", "features=mfcc", "model.standardize=global", "model.C=[0]"])
+    with pytest.raises(ConfigError) as err:
+        check_svm_config(cfg)
+    assert all(k in str(err.value) for k in ("features=mfcc", "model.standardize", "model.C"))
