@@ -170,3 +170,16 @@ def test_loco_run_scores_the_held_out_corpus_on_its_own_classes(tmp_path):
     confusion = np.asarray(report["confusion_matrix"])
     assert confusion.sum() == report["n_test"] == 14
     assert confusion[:, calm].sum() == 0  # never predicted: EMOVO has no calm
+
+
+def test_target_classes_mask():
+    from ser_lightning.errors import ConfigError
+    from ser_lightning.evaluation.run_scoring import target_classes_mask
+
+    names = ["neutral", "calm", "happy", "sad", "angry"]
+    assert target_classes_mask(names, ["sad", "angry", "sad"], "all") is None
+    assert target_classes_mask(names, ["sad", "angry", "calm"], "target").tolist() == [False, True, False, True, True]
+    assert target_classes_mask(names, names, "target") is None  # every class present: nothing to restrict
+    assert target_classes_mask(names, ["sad"], "target") is None  # one class: nothing to choose between
+    with pytest.raises(ConfigError, match="classes='some'"):
+        target_classes_mask(names, ["sad"], "some")
