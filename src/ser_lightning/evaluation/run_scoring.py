@@ -192,7 +192,7 @@ def write_scoring_artifacts(cfg, dm, report: dict) -> None:
 
 
 #: Settings ``rescore_run`` may change: how a run is scored, never how it was trained.
-SCORING_SETTINGS = ("scoring", "test_stats", "report_stats", "enrol_seed", "calibration", "adapt")
+SCORING_SETTINGS = ("scoring", "test_stats", "report_stats", "enrol_seed", "calibration", "adapt", "classes")
 
 
 def rescore_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict:
