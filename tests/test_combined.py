@@ -15,7 +15,7 @@ from ser_lightning.evaluation.scoring import ScoredPart, by_group
 
 @pytest.fixture(scope="module")
 def combined_rows(data_dir):
-    return read_combined(data_dir)
+    return read_combined(data_dir, corpora=["tess", "ravdess", "savee", "crema_d"])
 
 
 def test_combined_maps_every_corpus_onto_one_emotion_set(combined_rows):

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import stat
 import threading
 import zipfile
@@ -380,7 +381,11 @@ def test_list_shows_status(ravdess_setup, capsys):
 def test_shipped_manifest_is_complete():
     """Every corpus the framework reads has a pinned entry whose reader root matches conf/data."""
     specs = dl.load_manifest()
-    assert set(specs) == {"ravdess", "tess", "crema_d", "emodb", "savee"}
+    assert set(specs) == {"ravdess", "tess", "crema_d", "emodb", "savee", "ased", "nemo", "turev", "urdu", "emovo"}
+    for name in ("ased", "nemo", "turev", "urdu"):  # GitHub archives pinned to a full commit id
+        (archive,) = specs[name].archives
+        commit = archive["name"].removesuffix(".zip")
+        assert re.fullmatch(r"[0-9a-f]{40}", commit) and commit in archive["subdir"] and specs[name].accept_licence
     assert specs["ravdess"].archives[0]["hash"] == "md5:bc696df654c87fed845eb13823edef8a"
     crema = dl.pinned_file_list(specs["crema_d"])
     assert len(crema) == specs["crema_d"].expected_files == 7442
@@ -428,3 +433,44 @@ def test_disk_full_and_interrupt_leave_no_corpus(ravdess_setup, monkeypatch, cap
     assert cli_main(["ravdess", f"root={root}", f"manifest={manifest}", "accept_licence=true", "retries=0"]) == 1
     assert "interrupted" in capsys.readouterr().err
     assert not (root / "ravdess").exists() and not (root / ".ravdess.partial").exists()
+
+
+def test_github_archive_keeps_only_the_pinned_subfolder(server, tmp_path):
+    """TurEV-DB style: GitHub's archive of a commit wraps the tree in <repo>-<commit>/ and
+    holds other audio (model outputs) beside "Sound Source/"; only that folder is installed."""
+    src = tmp_path / "src"
+    top = "TurEV-DB-" + "a" * 40
+    members = {}
+    for i, (folder, code) in enumerate((("Angry", "kz"), ("Calm", "sk"), ("Happy", "mt"), ("Sad", "hl"))):
+        for spk in ("1157", "1234", "1358"):
+            name = f"{spk}_{code}_beste.wav"
+            members[f"{top}/Sound Source/{folder}/{name}"] = write_tone(src / name, seconds=0.2, freq=200.0 + 40 * i).read_bytes()
+    members[f"{top}/Model Output for Test Data/sound/Angry/1157_kz_beste.wav"] = members[f"{top}/Sound Source/Angry/1157_kz_beste.wav"]
+    members[f"{top}/README.md"] = b"TurEV-DB"
+    archive = _zip(members)
+    server.files[f"/Xeonen/TurEV-DB/archive/{'a' * 40}.zip"] = archive
+    spec = _spec("turev", method="archive", base_url=server.url + "/Xeonen/TurEV-DB/archive/", expected_files=12,
+                 name_pattern=r"^\d{4}_(kz|sk|mt|hl)_[a-z0-9]+\.wav$",
+                 archives=[{"name": f"{'a' * 40}.zip", "size": None, "hash": None, "subdir": f"{top}/Sound Source"}])
+    manifest = _manifest(tmp_path, turev=spec)
+    root = tmp_path / "data"
+    lines = []
+    assert _install("turev", root, manifest, out=lines.append).action == "installed"
+    assert any("CC BY" in line or "test licence" in line for line in lines)  # the licence is printed
+    assert sorted(p.name for p in (root / "turev").iterdir() if not p.name.startswith(".")) == ["Angry", "Calm", "Happy", "Sad"]
+    rows = read_corpus("turev", root / "turev")
+    assert len(rows) == 12 and {r.label for r in rows} == {"angry", "calm", "happy", "sad"}
+    record = json.loads((root / "turev" / dl.RECORD_NAME).read_text())
+    assert record["sources"][0]["sha256"] == hashlib.sha256(archive).hexdigest()  # recorded on first download
+    assert not (root / ".turev.unpack").exists() and not (root / ".turev.partial").exists()
+    assert dl.verify_corpus(dl.load_manifest(manifest)["turev"], root).ok
+
+    # an archive without the pinned folder is not the release: refused, nothing installed
+    dl.remove_tree(root / "turev")
+    spec["archives"][0]["subdir"] = "TurEV-DB-other/Sound Source"
+    manifest = _manifest(tmp_path, turev=spec)
+    with pytest.raises(dl.DownloadError, match="has no folder 'TurEV-DB-other/Sound Source'"):
+        _install("turev", root, manifest)
+    assert not (root / "turev").exists() and not (root / ".turev.unpack").exists()
+    with pytest.raises(dl.LicenceNotAccepted):
+        _install("turev", root, manifest, accept_licence=False)

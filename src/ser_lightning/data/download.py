@@ -72,6 +72,9 @@ class RemoteFile:
         size: size in bytes, ``None`` when unknown.
         archive: extract it (safely) instead of keeping it.
         max_extracted_bytes: bound on its unpacked size (zip-bomb guard), bytes.
+        subdir: the folder of the archive that holds the corpus (a GitHub archive of a
+            commit wraps the repository in ``<repo>-<commit>/``; TurEV-DB's audio is its
+            ``Sound Source/``); only it is kept. ``None``: the whole archive.
     """
 
     path: str
@@ -80,6 +83,7 @@ class RemoteFile:
     size: int | None
     archive: bool = False
     max_extracted_bytes: int | None = None
+    subdir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,8 @@ def remote_files(spec: CorpusSpec, staging: Path, mirror: str | None = None, ret
         out = []
         for a in spec.archives:
             url = (base or spec.base_url) + a["name"] + ("" if base else a.get("url_suffix", ""))
-            out.append(RemoteFile(a["name"], url, a.get("hash"), a.get("size"), True, a.get("max_extracted_bytes")))
+            out.append(RemoteFile(a["name"], url, a.get("hash"), a.get("size"), True, a.get("max_extracted_bytes"),
+                                  a.get("subdir")))
         return out
     if spec.method == "files":
         root = base or spec.base_url
@@ -639,7 +644,8 @@ def install_corpus(
     """Download, verify and install corpus ``name`` under the data root.
 
     Args:
-        name: a corpus of the manifest (``ravdess``, ``tess``, ``crema_d``, ``emodb``, ``savee``).
+        name: a corpus of the manifest (``ravdess``, ``tess``, ``crema_d``, ``emodb``, ``savee``,
+            ``ased``, ``nemo``, ``turev``, ``urdu``, ``emovo``).
         root: data root (default: :func:`resolve_data_root`).
         accept_licence: accept non-commercial or research-only terms.
         interactive: ask for the licence on the terminal (default: when stdin is a TTY).
@@ -693,7 +699,9 @@ def install_corpus(
     staging = root / STAGING_DIR / spec.name
     staging.mkdir(parents=True, exist_ok=True)
     partial = root / f".{spec.folder}.partial"
+    scratch = root / f".{spec.folder}.unpack"  # whole archives whose subdir alone is kept
     remove_tree(partial)
+    remove_tree(scratch)
     try:
         if spec.method == "manual":
             files = [_manual_archive(spec, root, staging, archive)]
@@ -712,7 +720,10 @@ def install_corpus(
                 src = Path(f.url) if spec.method == "manual" else staging / f.path
                 archive_hashes[f.path] = _sha256(src)
                 bound = f.max_extracted_bytes or 10 * src.stat().st_size
-                safe_extract(src, partial, bound)
+                if f.subdir:
+                    _extract_subdir(spec, src, scratch, f.subdir, partial, bound)
+                else:
+                    safe_extract(src, partial, bound)
             tree = partial
         else:
             tree = staging
@@ -725,6 +736,7 @@ def install_corpus(
         os.replace(tree, folder)
     except (UnsafeArchiveError, ValueError, DownloadError) as err:
         remove_tree(partial)
+        remove_tree(scratch)
         if spec.method == "archive":
             # an archive without a pinned hash that fails here is not the corpus: fetch it anew next time
             for f in files if "files" in locals() else []:
@@ -735,15 +747,37 @@ def install_corpus(
         raise DownloadError(f"{name}: {err}") from err
     except OSError as err:
         remove_tree(partial)
+        remove_tree(scratch)
         raise DownloadError(_explain(err, f"{name}: installation")) from err
     except BaseException:
         remove_tree(partial)
+        remove_tree(scratch)
         raise
     remove_tree(staging)
     _remove_if_empty(root / STAGING_DIR)
     out(f"{name}: installed in {folder} ({spec.expected_files} audio files verified; checksums: {spec.checksums}).")
     out(f"{name}: train on it with: python train.py data={name}   Please cite: {spec.citation}")
     return InstallResult(folder, "installed")
+
+
+def _extract_subdir(spec: CorpusSpec, archive: Path, scratch: Path, subdir: str, dest: Path, bound: int) -> None:
+    """Extract ``archive`` (safely) into ``scratch`` and move the contents of its folder
+    ``subdir`` into ``dest``; the rest of the archive is deleted.
+
+    Raises:
+        DownloadError: the archive has no folder ``subdir`` (not the pinned release).
+    """
+    remove_tree(scratch)
+    safe_extract(archive, scratch, bound)
+    inner = scratch / _checked_relpath(subdir, f"{spec.name} manifest")
+    if not inner.is_dir():
+        found = sorted(p.name for p in scratch.iterdir())[:5]
+        raise DownloadError(f"{spec.name}: the archive {archive.name} has no folder '{subdir}' (its top level: {found}); "
+                            "it is not the pinned release")
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in sorted(inner.iterdir()):
+        os.replace(child, dest / child.name)
+    remove_tree(scratch)
 
 
 def _remove_if_empty(path: Path) -> None:

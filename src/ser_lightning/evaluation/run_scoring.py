@@ -74,11 +74,51 @@ def score_run(ckpt_path: Path, dm, cfg: DictConfig, predictor=None) -> dict[str,
         log.warning("calibration (T = %.3g) not stored: %s is not this run's checkpoint", calibration["temperature"], ckpt_path)
     temperature = float(calibration["temperature"])
     out: dict[str, dict] = {"calibration": calibration}
+    test_allowed = target_classes_mask(dm.class_names, [r.label for r in dm.split.test], str(cfg.get("classes", "all")))
+    if test_allowed is not None:  # classes=target: the test part's arg-max over the classes it has
+        raw["test"] = {mode: scored.restricted(test_allowed) for mode, scored in raw["test"].items()}
     for part in ("val", "test"):
         parts = {mode: scored.at_temperature(temperature) for mode, scored in raw[part].items()}
         by_stats = {mode: scored.report() for mode, scored in parts.items()}
         out[part] = {"headline": by_stats[headline], "by_stats": by_stats, "part": parts[headline],
                      "uncalibrated": raw[part][headline], "mode": headline}
+    return out
+
+
+#: ``classes=`` of train.py: ``all`` (the test arg-max over every model class) or ``target``.
+TEST_CLASS_POLICIES = ("all", "target")
+
+
+def target_classes_mask(class_names: list[str], labels: list[str], policy: str) -> np.ndarray | None:
+    """``[n_classes]`` bool mask of the model classes among ``labels`` (the test part's),
+    for ``classes=target`` (cross-corpus scoring on the target corpus's label set, as
+    ``eval.py classes=target``); ``None`` for ``classes=all``, or when the labels cover
+    every class or fewer than two (nothing to restrict or to choose between).
+
+    Raises:
+        ConfigError: ``policy`` is neither ``all`` nor ``target``.
+    """
+    if policy not in TEST_CLASS_POLICIES:
+        raise ConfigError(f"classes='{policy}' is unknown; allowed: {list(TEST_CLASS_POLICIES)}")
+    present = set(labels)
+    mask = np.array([c in present for c in class_names])
+    if policy == "all" or mask.all() or mask.sum() < 2:
+        return None
+    return mask
+
+
+def by_corpus_on_own_classes(part, class_names: list[str]) -> dict[str, dict]:
+    """WAR, UAR and count per corpus of a test part, each corpus's arg-max restricted to
+    the classes it has in ``part`` (``classes=target`` with several test corpora: a
+    4-class corpus is scored on its 4 classes, not on the union of all corpora's)."""
+    from ser_lightning.evaluation.scoring import by_group
+
+    out = {}
+    corpora = np.asarray(part.corpora)
+    for corpus in sorted(set(part.corpora)):
+        labels = [class_names[t] for t in part.targets[corpora == corpus]]
+        mask = target_classes_mask(class_names, labels, "target")
+        out[corpus] = by_group(part.restricted(mask) if mask is not None else part, part.corpora)[corpus]
     return out
 
 
@@ -129,6 +169,7 @@ def scoring_report(cfg, dm, scores: dict, calibration: dict) -> dict:
     report.update({
         "scoring": str(cfg.get("scoring", "windows")),
         "test_stats": test["mode"],
+        "test_classes": str(cfg.get("classes", "all")),
         "test_by_stats": test["by_stats"],
         "val_by_stats": {m: {k: v for k, v in r.items() if k in ("war", "uar", "f1_macro", "n")} for m, r in scores["val"]["by_stats"].items()},
         "per_speaker_confusion": test["headline"]["per_speaker_confusion"],
@@ -142,7 +183,8 @@ def scoring_report(cfg, dm, scores: dict, calibration: dict) -> dict:
     if len(set(part.corpora)) > 1:
         from ser_lightning.evaluation.scoring import by_group
 
-        report["test_by_corpus"] = by_group(part, part.corpora)
+        report["test_by_corpus"] = (by_corpus_on_own_classes(part, dm.class_names) if str(cfg.get("classes", "all")) == "target"
+                                    else by_group(part, part.corpora))
     return report
 
 
@@ -156,7 +198,7 @@ def write_scoring_artifacts(cfg, dm, report: dict) -> None:
 
 
 #: Settings ``rescore_run`` may change: how a run is scored, never how it was trained.
-SCORING_SETTINGS = ("scoring", "test_stats", "report_stats", "enrol_seed", "calibration", "adapt")
+SCORING_SETTINGS = ("scoring", "test_stats", "report_stats", "enrol_seed", "calibration", "adapt", "classes")
 
 
 def rescore_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict:
