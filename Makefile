@@ -48,7 +48,7 @@ endif
 	$(PY) train.py $(ARGS)
 
 data: $(VENV)/.installed
-	@test -n "$(CORPUS)" || { echo "usage: make data CORPUS=<ravdess|tess|crema_d|emodb|savee> [ARGS='accept_licence=true']"; \
+	@test -n "$(CORPUS)" || { echo "usage: make data CORPUS=<ravdess|tess|crema_d|emodb|savee|ased|nemo|turev|emovo|urdu> [ARGS='accept_licence=true']"; \
 	  $(PY) -m ser_lightning.cli.download --list; exit 1; }
 	$(PY) -m ser_lightning.cli.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
 
