@@ -360,3 +360,22 @@ def test_folding_batch_norm_keeps_the_outputs(name, n_features, folded_norms):
         torch.testing.assert_close(folded(feats), expected, atol=1e-5, rtol=1e-5)
         fast = folded.to(memory_format=torch.channels_last)  # as the Predictor stores it
         torch.testing.assert_close(fast(feats), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_expand_inputs_takes_a_list_as_hydra_passes_it(tmp_path):
+    """``input=[a.wav,folder/]`` reaches the predictor as an OmegaConf ListConfig: its
+    elements expand in order, each file once; an element matching nothing is named."""
+    from omegaconf import OmegaConf
+
+    from ser_lightning.errors import InputNotFoundError
+    from ser_lightning.inference.inputs import expand_inputs
+
+    (tmp_path / "calls").mkdir()
+    for name in ("calls/b.wav", "calls/c.flac", "a.wav"):
+        (tmp_path / name).write_bytes(b"")
+    spec = OmegaConf.create({"input": [str(tmp_path / "a.wav"), str(tmp_path / "calls"), str(tmp_path / "calls" / "b.wav")]}).input
+    assert expand_inputs(spec) == [tmp_path / "a.wav", tmp_path / "calls" / "b.wav", tmp_path / "calls" / "c.flac"]
+    with pytest.raises(InputNotFoundError, match="nothing"):
+        expand_inputs([str(tmp_path / "a.wav"), str(tmp_path / "nothing" / "*.wav")])
+    with pytest.raises(InputNotFoundError):
+        expand_inputs([])

@@ -4,18 +4,28 @@ check that folders used as speaker groups are not emotion folders."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from ser_lightning.data.corpora import audio_extensions
 from ser_lightning.errors import InputNotFoundError, SpeakerGroupingError
 
 
-def expand_inputs(spec: str | Path) -> list[Path]:
-    """A file, a folder (searched recursively for audio files) or a glob -> file paths.
+def expand_inputs(spec: str | Path | Iterable[str | Path]) -> list[Path]:
+    """A file, a folder (searched recursively for audio files) or a glob -> file paths;
+    a list of them (``input=[a.wav,calls/]``) -> their files in order, each file once.
 
     Raises:
-        InputNotFoundError: nothing matches (a ``FileNotFoundError``).
+        InputNotFoundError: nothing matches (a ``FileNotFoundError``); for a list, an
+            element that matches nothing, naming it.
     """
+    if not isinstance(spec, (str, Path)):
+        if not isinstance(spec, Iterable):
+            raise InputNotFoundError(f"input={spec!r} is not a file, folder, glob or list of them")
+        items = list(spec)
+        if not items:
+            raise InputNotFoundError("input=[] names no file")
+        return list(dict.fromkeys(f for item in items for f in expand_inputs(str(item))))
     path = Path(spec).expanduser()
     if path.is_dir():
         exts = audio_extensions()
