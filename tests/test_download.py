@@ -15,9 +15,7 @@ import io
 import json
 import re
 import stat
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,52 +25,14 @@ from conftest import write_tone
 from ser_lightning.data import download as dl
 from ser_lightning.data.corpora import DEFAULT_CORPUS_FOLDERS, read_corpus
 from ser_lightning.cli.download import main as cli_main
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """GET from ``server.files`` (path with query -> bytes); honours ``Range: bytes=N-``."""
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        srv = self.server
-        srv.log.append((self.path, self.headers.get("Range")))
-        body = srv.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start, status = 0, 200
-        rng = None if srv.ignore_range else self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
-            start, status = int(rng[6:-1]), 206
-            if start >= len(body):
-                self.send_error(416)
-                return
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body) - start))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.end_headers()
-        if self.path in srv.cut_once:  # send half, then drop the connection
-            srv.cut_once.discard(self.path)
-            self.wfile.write(body[start: start + (len(body) - start) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args):
-        pass
+from tests.helpers.http import file_server
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.log, httpd.cut_once, httpd.ignore_range = {}, [], set(), False
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    """The loopback file server of tests/helpers/http.py."""
+    with file_server() as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """GET from ``server.files`` (path -> bytes); honours ``Range: bytes=N-``; a path in
-    ``server.cut_once`` is sent half-way, then the connection is dropped (once)."""
+    """GET from ``server.files`` (path with query -> bytes); honours ``Range: bytes=N-``
+    unless ``server.ignore_range``; a path in ``server.cut_once`` is sent half-way, then the
+    connection is dropped (once)."""
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         srv = self.server
@@ -19,7 +20,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start, status = 0, 200
-        rng = self.headers.get("Range")
+        rng = None if srv.ignore_range else self.headers.get("Range")
         if rng and rng.startswith("bytes=") and rng.endswith("-"):
             start, status = int(rng[6:-1]), 206
             if start >= len(body):
@@ -44,9 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def file_server():
-    """A running server with ``.files``, ``.log``, ``.cut_once`` and ``.url``."""
+    """A running server with ``.files``, ``.log``, ``.cut_once``, ``.ignore_range`` and ``.url``."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.log, httpd.cut_once = {}, [], set()
+    httpd.files, httpd.log, httpd.cut_once, httpd.ignore_range = {}, [], set(), False
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
