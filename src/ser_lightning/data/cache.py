@@ -61,15 +61,21 @@ class DecodedAudio:
         return float(self.offsets[i + 1] - self.offsets[i]) / self.sample_rate
 
 
+def file_fingerprint(path: str) -> str:
+    """``path|size|mtime_ns`` of a file (``path|missing`` when it cannot be read): what the
+    waveform and feature caches hash to notice a changed or replaced file."""
+    try:
+        st = os.stat(path)
+        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return f"{path}|missing"
+
+
 def cache_key(paths: list[str], sample_rate: int) -> str:
     """Hash of the sample rate and every file's path, size and mtime."""
     h = hashlib.sha1(f"v{CACHE_VERSION}:{sample_rate}".encode())
     for p in paths:
-        try:
-            st = os.stat(p)
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}|missing\n".encode())
+        h.update(f"{file_fingerprint(p)}\n".encode())
     return h.hexdigest()[:20]
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lightning.data.cache import DecodedAudio
+from ser_lightning.data.cache import DecodedAudio, file_fingerprint
 from ser_lightning.errors import AudioDecodeError
 from ser_lightning.transforms.opensmile_features import check_feature_set, extract, n_features, opensmile_version
 
@@ -63,11 +63,7 @@ def feature_key(path: str, sample_rate: int, name: str, level: str, trim: str = 
     """Hash of the file's path, size and mtime, the sample rate, ``trim``, the feature
     set and level and the ``opensmile`` version (``version=None``: the installed one)."""
     h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}:{name}:{level}:{version or opensmile_version()}:{sample_rate}:{trim}".encode())
-    try:
-        st = os.stat(path)
-        h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
-    except OSError:
-        h.update(f"{path}|missing".encode())
+    h.update(file_fingerprint(path).encode())
     return h.hexdigest()[:24]
 
 
