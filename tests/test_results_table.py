@@ -251,7 +251,7 @@ def test_the_protocols_are_conf_protocol_yaml_files_in_table_order(tmp_path):
     from ser_lightning.evaluation.results import PROTOCOLS, load_protocols
 
     assert list(PROTOCOLS) == ["ravdess_kfold", "tess_random", "tess_cross", "savee_loso", "savee_loso_multi", "combined", "loco",
-                               "loco7", "general7"]  # docs/RESULTS.md's order
+                               "loco7", "general7", "own7"]  # docs/RESULTS.md's order
     assert PROTOCOLS["savee_loso"].target == ("uar", 0.55) and list(PROTOCOLS["savee_loso"].jobs) == SAVEE_JOBS
     spec = "corpus: X\nheld_out: none\noverrides: [data=tess]\njobs: {seed0: [seed=0]}\ntarget: {metric: war, value: 0.9}\n"
     (tmp_path / "a.yaml").write_text("order: 1\n" + spec)
