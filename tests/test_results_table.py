@@ -263,3 +263,19 @@ def test_the_protocols_are_conf_protocol_yaml_files_in_table_order(tmp_path):
         load_protocols(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_protocols(tmp_path / "nowhere")
+
+
+def test_general_model_is_set_beside_each_corpus_alone_on_the_same_recipe(tmp_path, results):
+    general = recipe_dir(tmp_path, "general7", "gen", command="python scripts/results.py run general7")
+    fake_run(general, "seed0", 0.4, 0.5, {"ased": {"war": 0.6, "uar": 0.55, "n": 40}, "nemo": {"war": 0.3, "uar": 0.3, "n": 20},
+                                          "tess": {"war": 0.5, "uar": 0.5, "n": 10}})
+    alone = recipe_dir(tmp_path, "own7", "gen", command="python scripts/results.py run own7")
+    fake_run(alone, "ased", 0.60, 0.6)
+    fake_run(alone, "nemo", 0.25, 0.3)
+    other = recipe_dir(tmp_path, "own7", "other-recipe", command="python scripts/results.py run own7")
+    fake_run(other, "tess", 0.9, 0.9)  # another recipe: never paired with gen
+    results.table(argparse.Namespace())
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| gen | seed0 | ased | 40 | 55.0 | 60.0 | -5.0 |" in text
+    assert "| gen | seed0 | nemo | 20 | 30.0 | 25.0 | +5.0 |" in text
+    assert "| gen | seed0 | tess |" not in text.split("## The general model against")[1].split("## Notes")[0]

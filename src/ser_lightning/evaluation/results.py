@@ -666,6 +666,7 @@ def table(args: argparse.Namespace) -> int:
                 u = [r["metrics"]["test_by_corpus"][corpus]["uar"] for r in rs if corpus in r["metrics"]["test_by_corpus"]]
                 w = [r["metrics"]["test_by_corpus"][corpus]["war"] for r in rs if corpus in r["metrics"]["test_by_corpus"]]
                 lines.append(f"| {tag} | mean of {len(u)} | {corpus} | | {_mean_std(u)} | {_mean_std(w)} |")
+    lines += general_against_alone(runs)
     notes = [f"- {name}: {n}" for name, p in PROTOCOLS.items() for n in p.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]
@@ -673,6 +674,35 @@ def table(args: argparse.Namespace) -> int:
     RESULTS_MD.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS_MD} ({len(runs)} runs)")
     return 0
+
+
+def general_against_alone(runs: list[dict]) -> list[str]:
+    """The general model beside each corpus trained alone (EmoBox-style, one row per corpus).
+
+    Pairs each ``general7`` run's per-corpus test score (``test_by_corpus``) with the
+    ``own7`` run of the same recipe tag whose job is that corpus: the same test speakers
+    (both split each corpus with ``speaker_split`` and seed 0) and the same test-time
+    statistics, one corpus in training instead of seven. Nothing when no pair exists.
+    """
+    alone = {(r["tag"], r["job"]): r["metrics"] for r in runs if r["protocol"] == "own7"}
+    rows = []
+    for r in runs:
+        if r["protocol"] != "general7":
+            continue
+        for corpus, m in sorted(r["metrics"].get("test_by_corpus", {}).items()):
+            own = alone.get((r["tag"], corpus))
+            if own is None:
+                continue
+            diff = 100 * (m["uar"] - own["test/uar"])
+            rows.append(f"| {r['tag']} | {r['job']} | {corpus} | {m['n']} | {100 * m['uar']:.1f} | {100 * own['test/uar']:.1f} | "
+                        f"{diff:+.1f} |")
+    if not rows:
+        return []
+    return ["", "## The general model against each corpus alone (general7 vs own7: same test speakers, same recipe)", "",
+            "Test UAR % on each corpus's held-out speakers, its own classes, the run's test-time statistics; \"alone\" "
+            "trains on that corpus only. Positive difference: the general model is better.", "",
+            "| recipe | general7 job | corpus | test utterances | general model | corpus alone | difference (points) |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def _target_text(sel: NestedSelection, target: tuple[str, float] | None) -> str:
