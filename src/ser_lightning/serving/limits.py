@@ -47,6 +47,10 @@ class ServeSettings:
         max_stream_seconds: longest stream, seconds of audio (closed with code 1009 beyond).
         max_chunk_bytes: largest WebSocket message (closed with code 1009 beyond).
         idle_seconds: a stream with no message for this long is closed (code 1001).
+        upload_dir: where the private upload folders are made: ``None`` / ``"auto"``
+            (``/dev/shm`` when it is a RAM-backed folder with room, else the system's
+            temporary folder; :func:`~ser_lightning.serving.uploads.upload_root`), or a
+            folder.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +68,7 @@ class ServeSettings:
     max_stream_seconds: float = 3600.0
     max_chunk_bytes: int = 1 << 20
     idle_seconds: float = 60.0
+    upload_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_mb", "max_audio_seconds", "timeout_seconds", "max_stream_seconds", "idle_seconds"):
@@ -79,6 +84,9 @@ class ServeSettings:
         if self.api_key is not None and not str(self.api_key).strip():
             self.api_key = None
         check_access(self.host, self.api_key, self.insecure)
+        from ser_lightning.serving.uploads import upload_root
+
+        upload_root(self.upload_dir)  # a bad folder fails at start-up
 
     @property
     def max_upload_bytes(self) -> int:
