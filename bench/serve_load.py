@@ -5,7 +5,9 @@ requests.
 
     nice -n 10 python -m bench.serve_load [--ckpt best.ckpt] [--data /work/shared/data]
         [--requests 600] [--clients 1 8 32] [--upload raw|multipart] [--client raw|httpx]
-        [--files-per-request 8] [--memory-requests 0] [--json out.json]
+        [--files-per-request 8] [--rounds 3] [--memory-requests 0] [--json out.json]
+    python -m bench.serve_load --model-only     # Predictor.predict alone, files per call
+    python -m bench.serve_load --folders        # one upload folder on disk and in RAM
 
 Servers: ``serve.py`` itself, twice, each in its own process (``num_threads=1`` as
 predict.yaml, ``vad=none``), on 127.0.0.1 only, both started before the first
@@ -338,6 +340,25 @@ def model_only(ckpt: Path, path: Path, repeats: int = 10) -> list[dict]:
     return rows
 
 
+def folder_costs(wav: bytes, repeats: int = 500) -> list[dict]:
+    """What one request's upload folder costs (``UploadFolder``: ``mkdtemp``, the clip
+    written, ``rmtree``) under the system's temporary folder and under ``/dev/shm``: wall
+    and CPU milliseconds per request (the event loop waits the wall time)."""
+    from ser_lightning.serving.uploads import SHM, UploadFolder
+
+    rows = []
+    for root in (Path(tempfile.gettempdir()), SHM):
+        if not root.is_dir():
+            continue
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            with UploadFolder(root) as folder:
+                (folder.path / "upload-0.wav").write_bytes(wav)
+        rows.append({"root": str(root), "wall_ms": 1000 * (time.perf_counter() - t) / repeats,
+                     "cpu_ms": 1000 * (time.process_time() - c) / repeats, "load": load_avg()})
+    return rows
+
+
 def print_row(mode: str, r: dict) -> None:
     print(f"{mode:>13} {r['clients']:>3} clients, {r['files_per_request']} file(s)/request ({r['upload']}): "
           f"{r['rps']:.1f} req/s = {r['files_per_s']:.1f} files/s, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
@@ -360,6 +381,8 @@ def main() -> None:
     parser.add_argument("--memory-requests", type=int, default=0, help="0 skips the memory run (10000 in docs/PERFORMANCE.md)")
     parser.add_argument("--server-args", nargs="*", default=[], help="more serve.py overrides, for both servers")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--folders", action="store_true",
+                        help="only the cost of one upload folder under the temporary folder and /dev/shm (no server)")
     parser.add_argument("--model-only", action="store_true",
                         help="only Predictor.predict in this process on 1-32 files per call (no server)")
     args = parser.parse_args()
@@ -376,6 +399,12 @@ def main() -> None:
             path = tmp / f"clip{i}_3s.wav"
             sf.write(str(path), fit_length(load_audio(args.data / clip, 16000), 48000), 16000, subtype="PCM_16")
             wavs.append(path.read_bytes())
+        if args.folders:
+            print(header("One request's upload folder: mkdtemp, a 3-s WAV written, rmtree"))
+            print("| folder under | wall per request | CPU per request | load |\n|---|---:|---:|---|")
+            for r in folder_costs(wavs[0]):
+                print(f"| {r['root']} | {r['wall_ms']:.2f} ms | {r['cpu_ms']:.2f} ms | {r['load']} |")
+            return
         if args.model_only:
             print(header("Predictor.predict on 3-s clips, files per call (the bound on request batching)"))
             print("| files per call | windows per forward pass | wall per file | CPU per file | load |\n|---:|---:|---:|---:|---|")
@@ -401,7 +430,7 @@ def main() -> None:
             if args.files_per_request > 1:
                 rows.append((32, args.files_per_request, "multipart"))
             for clients, k, upload in rows:
-                n = max(args.requests // k // args.rounds, 4 * clients)
+                n = max(args.requests // k // args.rounds, 2 * clients)
                 parts: dict[str, list[dict]] = {mode: [] for mode in servers}
                 for _ in range(args.rounds):  # back to back, alternating, under the same load
                     for mode, server in servers.items():
@@ -446,8 +475,10 @@ def main() -> None:
     print()
     rows = results["throughput"]
     for b, o in zip(rows[::2], rows[1::2], strict=True):
+        per_round = [round(x / y, 2) for x, y in zip(b["rps_rounds"], o["rps_rounds"], strict=True)]
         print(f"- {b['clients']} clients, {b['files_per_request']} file(s) per request ({b['upload']}): batched / one at a "
-              f"time = {b['files_per_s'] / o['files_per_s']:.2f}x")
+              f"time = {b['files_per_s'] / o['files_per_s']:.2f}x requests per second (rounds: {per_round}); server CPU per "
+              f"request {o['server_cpu_ms'] / b['server_cpu_ms']:.2f}x less")
     single = {(r["mode"], r["clients"], r["upload"]): r for r in rows if r["files_per_request"] == 1}
     for r in rows:
         base = single.get(("one at a time", 32, args.upload))
