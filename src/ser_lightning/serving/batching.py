@@ -57,6 +57,9 @@ class BatchQueue:
         self._closed = False
         #: Calls of ``score`` and items scored (for /health and the benchmark).
         self.batches = self.items_scored = 0
+        #: CPU time of the worker thread so far, seconds (``time.thread_time`` after each
+        #: batch): the serial part of serving that one worker bounds (bench/serve_load.py).
+        self.worker_cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="ser-serve-model", daemon=True)
         self._thread.start()
 
@@ -143,6 +146,7 @@ class BatchQueue:
                 part = results[start:start + len(job.items)]
                 start += len(job.items)
                 _settle(job.future, result=part)
+            self.worker_cpu_seconds = time.thread_time()
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:
