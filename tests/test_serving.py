@@ -374,6 +374,7 @@ def test_32_concurrent_clients_get_their_own_answers(url, scorer, data_dir):
     after = httpx.get(f"{url}/health").json()
     assert after["files_scored"] - before["files_scored"] == 32
     assert after["batches"] - before["batches"] < 32  # waiting requests were batched together
+    assert after["model_cpu_seconds"] > before["model_cpu_seconds"]  # the worker's CPU time, for bench/serve_load.py
 
 
 def test_segmenter_vad_and_min_confidence_as_predict_py(scorer, data_dir, tmp_path):
