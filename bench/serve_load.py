@@ -317,7 +317,7 @@ def reference(server: Server, plan: Plan, n_clips: int) -> dict[int, tuple[str, 
     return out
 
 
-def model_only(ckpt: Path, path: Path, repeats: int = 10) -> list[dict]:
+def model_only(ckpt: Path, path: Path, repeats: int = 10, batch_sizes=(32, 16, 8)) -> list[dict]:
     """The bound on what batching can gain: ``Predictor.predict`` in this process (1 intra-op
     thread, as the server) on 1, 8, 16 and 32 copies of the clip with 32 and 8 windows per
     forward pass; wall and CPU milliseconds per file."""
@@ -328,7 +328,7 @@ def model_only(ckpt: Path, path: Path, repeats: int = 10) -> list[dict]:
     torch.set_num_threads(1)
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     rows = []
-    for batch_size in (32, 16, 8):
+    for batch_size in batch_sizes:
         for n in (1, 8, 16, 32):
             predictor.predict([path] * n, batch_size=batch_size)
             wall, cpu = [], []
@@ -381,6 +381,7 @@ def print_row(mode: str, r: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, default=None)
+    parser.add_argument("--model", default="cnn2d", help="without --ckpt: conf/model/<model>.yaml + log-mel, untrained")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SER_DATA_DIR", REPO.parent / "shared" / "data")))
     parser.add_argument("--requests", type=int, default=600, help="timed requests per row")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
@@ -392,6 +393,8 @@ def main() -> None:
     parser.add_argument("--memory-requests", type=int, default=0, help="0 skips the memory run (10000 in docs/PERFORMANCE.md)")
     parser.add_argument("--server-args", nargs="*", default=[], help="more serve.py overrides, for both servers")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 16, 8],
+                        help="with --model-only: windows per forward pass to try")
     parser.add_argument("--folders", action="store_true",
                         help="only the cost of one upload folder under the temporary folder and /dev/shm (no server)")
     parser.add_argument("--model-only", action="store_true",
@@ -404,7 +407,7 @@ def main() -> None:
         if ckpt is None:
             from bench.predict_bench import default_checkpoint
 
-            ckpt = default_checkpoint(tmp / "default_cnn2d.ckpt")
+            ckpt = default_checkpoint(tmp / f"default_{args.model}.ckpt", args.model)
         wavs = []
         for i, clip in enumerate(CLIPS):
             path = tmp / f"clip{i}_3s.wav"
@@ -419,7 +422,7 @@ def main() -> None:
         if args.model_only:
             print(header("Predictor.predict on 3-s clips, files per call (the bound on request batching)"))
             print("| files per call | windows per forward pass | wall per file | CPU per file | load |\n|---:|---:|---:|---:|---|")
-            for r in model_only(ckpt, tmp / "clip0_3s.wav"):
+            for r in model_only(ckpt, tmp / "clip0_3s.wav", batch_sizes=args.batch_sizes):
                 print(f"| {r['files_per_call']} | {r['batch_size']} | {r['wall_ms_per_file']:.1f} ms | "
                       f"{r['cpu_ms_per_file']:.1f} ms | {r['load']} |", flush=True)
             return
