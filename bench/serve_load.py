@@ -348,7 +348,8 @@ def folder_costs(wav: bytes, repeats: int = 500) -> list[dict]:
     """What one request's upload folder costs (``UploadFolder``: ``mkdtemp``, the clip
     written, ``rmtree``) under the system's temporary folder and under ``/dev/shm``: wall
     and CPU milliseconds per request (the event loop waits the wall time)."""
-    from ser_lightning.serving.uploads import SHM, UploadFolder
+    from ser_lightning.serving.limits import SHM
+    from ser_lightning.serving.uploads import UploadFolder
 
     rows = []
     for root in (Path(tempfile.gettempdir()), SHM):

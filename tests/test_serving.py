@@ -220,17 +220,17 @@ def test_raw_body_upload_equals_multipart(url, data_dir, tmp_path):
 
 
 def test_upload_root_prefers_a_ram_folder_with_room(tmp_path, monkeypatch):
-    from ser_lightning.serving import uploads
+    from ser_lightning.serving import limits, uploads
 
-    monkeypatch.setattr(uploads, "SHM", tmp_path)
-    monkeypatch.setattr(uploads, "SHM_MIN_FREE", 1)
-    assert uploads.upload_root(None) == tmp_path and uploads.upload_root("auto") == tmp_path
-    monkeypatch.setattr(uploads, "SHM_MIN_FREE", 1 << 62)  # too little room: the system's temporary folder
-    assert uploads.upload_root("auto") is None
-    monkeypatch.setattr(uploads, "SHM", tmp_path / "missing")
-    monkeypatch.setattr(uploads, "SHM_MIN_FREE", 1)
-    assert uploads.upload_root("auto") is None
-    assert uploads.upload_root(str(tmp_path)) == tmp_path
+    monkeypatch.setattr(limits, "SHM", tmp_path)
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1)
+    assert limits.upload_root(None) == tmp_path and limits.upload_root("auto") == tmp_path
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1 << 62)  # too little room: the system's temporary folder
+    assert limits.upload_root("auto") is None
+    monkeypatch.setattr(limits, "SHM", tmp_path / "missing")
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1)
+    assert limits.upload_root("auto") is None
+    assert limits.upload_root(str(tmp_path)) == tmp_path
     with pytest.raises(ConfigError, match="upload_dir"):
         ServeSettings(upload_dir=str(tmp_path / "missing"))
     with uploads.UploadFolder(tmp_path) as folder:

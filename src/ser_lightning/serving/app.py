@@ -25,9 +25,9 @@ import numpy as np
 from ser_lightning.inference.abstention import abstain_window, apply_min_confidence
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.serving.batching import BatchQueue
-from ser_lightning.serving.limits import KEY_HEADER, RequestRejected, ServeSettings, key_matches
+from ser_lightning.serving.limits import KEY_HEADER, RequestRejected, ServeSettings, key_matches, upload_root
 from ser_lightning.serving.results import event_json, prediction_json
-from ser_lightning.serving.uploads import UploadFolder, check_audio, is_raw_audio, receive_files, receive_raw, upload_root
+from ser_lightning.serving.uploads import UploadFolder, check_audio, is_raw_audio, receive_files, receive_raw
 
 log = logging.getLogger("ser_lightning.serving")
 

@@ -9,16 +9,16 @@ Starlette itself uses); a raw body (``Content-Type: audio/*`` or
 than the limit is refused after ``max_bytes`` bytes, chunked or not, and no part of it is
 ever written outside the private folder.
 
-Where the folders live (:func:`upload_root`): a RAM-backed file system (``/dev/shm``,
-tmpfs) when there is one with room, else the system's temporary folder. Measured on the
+Where the folders live (:func:`~ser_lightning.serving.limits.upload_root`): a RAM-backed
+file system (``/dev/shm``, tmpfs) when there is one with room, else the system's temporary
+folder. Measured on the
 project's 2-core machine (docs/PERFORMANCE.md, serve.py section): creating the folder,
-writing a 3-s WAV and removing both took 3.9 ms of wall time on the ext4 ``/tmp`` (the
-event loop waits on it) and 0.4 ms on ``/dev/shm``.
+writing a 3-s WAV and removing both took 3.65 ms of wall time on the ext4 ``/tmp`` (the
+event loop waits on it) and 0.29 ms on ``/dev/shm`` (``python -m bench.serve_load --folders``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -40,41 +40,6 @@ class Upload:
     name: str
     path: Path
     size: int = 0
-
-
-#: A RAM-backed folder (Linux tmpfs) that :func:`upload_root` prefers, and the free space it
-#: must have to be chosen (bytes): a container's small ``/dev/shm`` (Docker's default is
-#: 64 MiB) is passed over for the disk.
-SHM = Path("/dev/shm")
-SHM_MIN_FREE = 1 << 30
-
-
-def upload_root(setting: str | None = None) -> Path | None:
-    """Where the private upload folders are created.
-
-    Args:
-        setting: a folder (used as it is), or ``None`` / ``"auto"``: :data:`SHM` when it
-            is a writable folder with at least :data:`SHM_MIN_FREE` bytes free, else
-            ``None`` (the system's temporary folder, ``tempfile.gettempdir()``).
-
-    Raises:
-        ConfigError: a given folder that does not exist or is not writable.
-    """
-    from ser_lightning.errors import ConfigError
-
-    if setting not in (None, "", "auto"):
-        root = Path(str(setting)).expanduser()
-        if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
-            raise ConfigError(f"upload_dir={setting}: not a writable folder")
-        return root
-    try:
-        if SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK):
-            stat = os.statvfs(SHM)
-            if stat.f_bavail * stat.f_frsize >= SHM_MIN_FREE:
-                return SHM
-    except OSError:
-        pass
-    return None
 
 
 class UploadFolder:
