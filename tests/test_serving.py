@@ -329,6 +329,39 @@ def test_the_queue_is_bounded_and_times_out():
     asyncio.run(main())
 
 
+def test_batch_wait_only_while_requests_come_together():
+    """batch_wait_seconds keeps a lone request waiting for none; once requests come
+    together (a batch of several), the worker waits for more to fill the next batch,
+    and every job still gets its own results."""
+    calls = []
+
+    def score(items):
+        calls.append(list(items))
+        time.sleep(0.2)
+        return [x * 10 for x in items]
+
+    async def main():
+        queue = BatchQueue(score, max_batch_files=8, max_queue=16, batch_wait_seconds=0.5)
+        try:
+            t = time.monotonic()
+            assert await queue.submit([1], timeout=10) == [10]
+            assert time.monotonic() - t < 0.6  # alone: 0.2 s of scoring, not also the 0.5-s wait
+            first = asyncio.ensure_future(queue.submit([2], timeout=10))
+            await asyncio.sleep(0.01)  # the worker is scoring [2]: these two wait, then go together
+            pair = [asyncio.ensure_future(queue.submit([i], timeout=10)) for i in (3, 4)]
+            await asyncio.sleep(0.3)  # the worker is scoring [3, 4]
+            late = asyncio.ensure_future(queue.submit([5, 6], timeout=10))
+            await asyncio.sleep(0.2)  # after a batch of two jobs the worker waits: [7] joins [5, 6]
+            later = asyncio.ensure_future(queue.submit([7], timeout=10))
+            assert await first == [20] and [await p for p in pair] == [[30], [40]]
+            assert await late == [50, 60] and await later == [70]
+            assert calls == [[1], [2], [3, 4], [5, 6, 7]]
+        finally:
+            queue.close()
+
+    asyncio.run(main())
+
+
 def test_a_failure_inside_is_a_500_without_traceback(scorer, data_dir, monkeypatch):
     with serving(scorer) as url:
         monkeypatch.setattr(scorer, "score", lambda items: 1 / 0)  # BatchQueue holds the bound method: patch before

@@ -44,7 +44,9 @@ class ServeSettings:
         max_batch_files: files scored in one :meth:`Predictor.predict` call, across
             waiting requests (1: one request at a time, no batching).
         batch_wait_ms: how long the worker waits for more requests before scoring a
-            batch that is not full (0: it takes what is waiting, no added latency).
+            batch that is not full (0: it takes what is waiting, no added latency); only
+            while requests come together (the previous batch held several), so a lone
+            client never waits.
         max_streams: WebSocket streams open at once (one more is closed with code 1013).
         max_stream_seconds: longest stream, seconds of audio (closed with code 1009 beyond).
         max_chunk_bytes: largest WebSocket message (closed with code 1009 beyond).
