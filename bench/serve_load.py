@@ -319,29 +319,31 @@ def reference(server: Server, plan: Plan, n_clips: int) -> dict[int, tuple[str, 
     return out
 
 
-def model_only(ckpt: Path, path: Path, repeats: int = 10, batch_sizes=(32, 16, 8)) -> list[dict]:
+def model_only(ckpt: Path, path: Path, repeats: int = 12, batch_sizes=(32, 16, 8)) -> list[dict]:
     """The bound on what batching can gain: ``Predictor.predict`` in this process (1 intra-op
-    thread, as the server) on 1, 8, 16 and 32 copies of the clip with 32 and 8 windows per
-    forward pass; wall and CPU milliseconds per file."""
+    thread, as the server) on 1, 8, 16 and 32 copies of the clip in forward passes of
+    ``batch_sizes`` windows; the configurations interleaved in each of ``repeats`` rounds
+    (so that all meet the same machine load); median wall and CPU (this thread's)
+    milliseconds per file."""
     import torch
 
     from ser_lightning.inference.predictor import Predictor
 
     torch.set_num_threads(1)
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
-    rows = []
-    for batch_size in batch_sizes:
-        for n in (1, 8, 16, 32):
-            predictor.predict([path] * n, batch_size=batch_size)
-            wall, cpu = [], []
-            for _ in range(repeats):
-                t, c = time.perf_counter(), time.process_time()
-                predictor.predict([path] * n, batch_size=batch_size)
-                wall.append((time.perf_counter() - t) / n)
-                cpu.append((time.process_time() - c) / n)
-            rows.append({"files_per_call": n, "batch_size": batch_size, "wall_ms_per_file": 1000 * float(np.median(wall)),
-                         "cpu_ms_per_file": 1000 * float(np.median(cpu)), "load": load_avg()})
-    return rows
+    configs = [(n, b) for b in batch_sizes for n in (1, 8, 16, 32)]
+    wall: dict = {c: [] for c in configs}
+    cpu: dict = {c: [] for c in configs}
+    for n, b in configs:
+        predictor.predict([path] * n, batch_size=b)
+    for _ in range(repeats):
+        for n, b in configs:
+            t, c = time.perf_counter(), time.thread_time()
+            predictor.predict([path] * n, batch_size=b)
+            wall[(n, b)].append((time.perf_counter() - t) / n)
+            cpu[(n, b)].append((time.thread_time() - c) / n)
+    return [{"files_per_call": n, "batch_size": b, "wall_ms_per_file": 1000 * float(np.median(wall[(n, b)])),
+             "cpu_ms_per_file": 1000 * float(np.median(cpu[(n, b)])), "load": load_avg()} for n, b in configs]
 
 
 def folder_costs(wav: bytes, repeats: int = 500) -> list[dict]:
