@@ -53,8 +53,7 @@ class ServeSettings:
         idle_seconds: a stream with no message for this long is closed (code 1001).
         upload_dir: where the private upload folders are made: ``None`` / ``"auto"``
             (``/dev/shm`` when it is a RAM-backed folder with room, else the system's
-            temporary folder; :func:`upload_root`), or a
-            folder.
+            temporary folder; :func:`upload_root`), or a folder.
     """
 
     host: str = "127.0.0.1"

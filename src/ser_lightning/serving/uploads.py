@@ -11,10 +11,10 @@ ever written outside the private folder.
 
 Where the folders live (:func:`~ser_lightning.serving.limits.upload_root`): a RAM-backed
 file system (``/dev/shm``, tmpfs) when there is one with room, else the system's temporary
-folder. Measured on the
-project's 2-core machine (docs/PERFORMANCE.md, serve.py section): creating the folder,
-writing a 3-s WAV and removing both took 3.65 ms of wall time on the ext4 ``/tmp`` (the
-event loop waits on it) and 0.29 ms on ``/dev/shm`` (``python -m bench.serve_load --folders``).
+folder. Measured on the project's 2-core machine (docs/PERFORMANCE.md, serve.py section):
+creating the folder, writing a 3-s WAV and removing both took 3.65 ms of wall time on the
+ext4 ``/tmp`` (the event loop waits on it) and 0.29 ms on ``/dev/shm``
+(``python -m bench.serve_load --folders``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,18 @@ class Upload:
 class UploadFolder:
     """A private temporary folder (``tempfile.mkdtemp``: mode 0700) under ``root``
     (``None``: the system's temporary folder), removed on exit, with or without an
-    exception; use as ``with UploadFolder(root) as folder``."""
+    exception; use as ``with UploadFolder(root) as folder``.
+
+    Raises:
+        RequestRejected: 503 when the folder cannot be made (no space left, ``root`` gone).
+    """
 
     def __init__(self, root: Path | None = None) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="ser-serve-", dir=root))
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix="ser-serve-", dir=root))
+        except OSError as exc:
+            raise RequestRejected(503, f"the upload could not be stored ({exc.strerror or type(exc).__name__}): "
+                                       f"try again later") from None
 
     def __enter__(self) -> "UploadFolder":
         return self
