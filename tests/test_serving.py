@@ -238,6 +238,16 @@ def test_upload_root_prefers_a_ram_folder_with_room(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_upload_that_cannot_be_stored_is_a_503(scorer, data_dir, tmp_path):
+    gone = tmp_path / "uploads"
+    gone.mkdir()
+    with serving(scorer, upload_dir=str(gone)) as url:
+        gone.rmdir()  # the folder disappears (a full or unmounted disk alike)
+        r = httpx.post(f"{url}/predict?filename=a.flac", content=(data_dir / FILES[0]).read_bytes(),
+                       headers={"content-type": "audio/flac"})
+        assert r.status_code == 503 and "could not be stored" in _no_traceback(r)["error"] and str(gone) not in r.text
+
+
 def test_upload_folder_is_private(tmp_path):
     from ser_lightning.serving.uploads import UploadFolder
 
