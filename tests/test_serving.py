@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -143,8 +142,13 @@ def test_bad_input_gets_its_status_and_one_message(url, data_dir, tmp_path):
     r = post(url, [text])
     assert r.status_code == 415 and "notes.wav" in _no_traceback(r)["error"] and "not an audio file" in r.json()["error"]
     assert str(tmp_path) not in r.text and "ser-serve-" not in r.text  # the private path is never shown
-    r = httpx.post(f"{url}/predict", content=b"raw bytes", headers={"content-type": "audio/wav"})
-    assert r.status_code == 415 and "multipart/form-data" in _no_traceback(r)["error"]
+    r = httpx.post(f"{url}/predict", content=b"raw bytes", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "multipart/form-data" in _no_traceback(r)["error"] and "audio/*" in r.json()["error"]
+    r = httpx.post(f"{url}/predict", params={"filename": "notes.wav"}, content=text.read_bytes(),
+                   headers={"content-type": "audio/wav"})  # a raw body that is not audio
+    assert r.status_code == 415 and "notes.wav: not an audio file" in _no_traceback(r)["error"] and "ser-serve-" not in r.text
+    r = httpx.post(f"{url}/predict", content=b"", headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 422 and "upload: empty" in _no_traceback(r)["error"]
     r = httpx.post(f"{url}/predict", data={"timeline": "true"}, files={"x": (None, "no file")})
     assert r.status_code == 422 and "no file" in _no_traceback(r)["error"]
     empty = tmp_path / "empty.wav"
@@ -154,6 +158,8 @@ def test_bad_input_gets_its_status_and_one_message(url, data_dir, tmp_path):
     broken = corrupt_middle(data_dir / FILES[0], tmp_path / "broken.flac", 0.2, 0.9)
     r = post(url, [broken])
     assert r.status_code == 422 and "broken.flac" in _no_traceback(r)["error"]
+    r = httpx.post(f"{url}/predict?filename=broken.flac", content=broken.read_bytes(), headers={"content-type": "audio/flac"})
+    assert r.status_code == 422 and "broken.flac" in _no_traceback(r)["error"]
     r = post(url, [broken, data_dir / FILES[0]])  # one good file: 200, the bad one carries its error
     assert r.status_code == 200
     bad, good = r.json()["results"]
@@ -162,15 +168,22 @@ def test_bad_input_gets_its_status_and_one_message(url, data_dir, tmp_path):
     assert r.status_code == 422 and _no_traceback(r)
 
 
-def test_limits_413_and_the_upload_folder_is_always_removed(scorer, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+def test_limits_413_and_the_upload_folder_is_always_removed(scorer, data_dir, tmp_path):
     (tmp_path / "tmp").mkdir()
     long = write_tone(tmp_path / "long.wav", seconds=12.0)
     big = write_tone(tmp_path / "big.wav", seconds=80.0)  # 2.6 MB of 16-bit samples
-    with serving(scorer, max_audio_seconds=10, max_upload_mb=2, max_files=2) as url:
+    with serving(scorer, max_audio_seconds=10, max_upload_mb=2, max_files=2, upload_dir=str(tmp_path / "tmp")) as url:
         r = post(url, [long])
         assert r.status_code == 413 and "12.0 s" in _no_traceback(r)["error"]
+        r = httpx.post(f"{url}/predict?filename=long.wav", content=long.read_bytes(), headers={"content-type": "audio/wav"})
+        assert r.status_code == 413 and "long.wav: 12.0 s" in _no_traceback(r)["error"]
         r = post(url, [big])
+        assert r.status_code == 413 and "2 MiB" in _no_traceback(r)["error"]
+        r = httpx.post(f"{url}/predict", content=big.read_bytes(), headers={"content-type": "audio/wav"})
+        assert r.status_code == 413 and "2 MiB" in _no_traceback(r)["error"]
+        raw = big.read_bytes()
+        r = httpx.post(f"{url}/predict", content=(raw[i:i + 65536] for i in range(0, len(raw), 65536)),
+                       headers={"content-type": "audio/wav"})  # a raw chunked body is cut off at the limit too
         assert r.status_code == 413 and "2 MiB" in _no_traceback(r)["error"]
         # a chunked body (no Content-Length) is cut off at the limit too
         body = big.read_bytes()
@@ -187,6 +200,52 @@ def test_limits_413_and_the_upload_folder_is_always_removed(scorer, data_dir, tm
         assert r.status_code == 413 and "more than 2 files" in _no_traceback(r)["error"]
         assert post(url, [data_dir / FILES[0]]).status_code == 200
     assert list((tmp_path / "tmp").iterdir()) == []  # every upload folder removed, whatever the answer
+
+
+def test_raw_body_upload_equals_multipart(url, data_dir, tmp_path):
+    """One file as the raw body (audio/* or application/octet-stream, its name in
+    ?filename=) gets the answer the same file gets as multipart/form-data."""
+    path = data_dir / FILES[2]
+    want = post(url, [path], timeline=True).json()["results"][0]
+    for content_type in ("audio/flac", "application/octet-stream", "audio/x-anything; charset=binary"):
+        r = httpx.post(f"{url}/predict", params={"filename": "mine.flac", "timeline": "true"}, content=path.read_bytes(),
+                       headers={"content-type": content_type})
+        assert r.status_code == 200, r.text
+        (got,) = r.json()["results"]
+        assert got["file"] == "mine.flac" and got["label"] == want["label"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
+        assert [t["label"] for t in got["timeline"]] == [t["label"] for t in want["timeline"]]
+    r = httpx.post(f"{url}/predict", content=path.read_bytes(), headers={"content-type": "audio/flac"})
+    assert r.status_code == 200 and r.json()["results"][0]["file"] == "upload"  # no ?filename=: a fixed name
+
+
+def test_upload_root_prefers_a_ram_folder_with_room(tmp_path, monkeypatch):
+    from ser_lightning.serving import limits, uploads
+
+    monkeypatch.setattr(limits, "SHM", tmp_path)
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1)
+    assert limits.upload_root(None) == tmp_path and limits.upload_root("auto") == tmp_path
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1 << 62)  # too little room: the system's temporary folder
+    assert limits.upload_root("auto") is None
+    monkeypatch.setattr(limits, "SHM", tmp_path / "missing")
+    monkeypatch.setattr(limits, "SHM_MIN_FREE", 1)
+    assert limits.upload_root("auto") is None
+    assert limits.upload_root(str(tmp_path)) == tmp_path
+    with pytest.raises(ConfigError, match="upload_dir"):
+        ServeSettings(upload_dir=str(tmp_path / "missing"))
+    with uploads.UploadFolder(tmp_path) as folder:
+        assert folder.path.parent == tmp_path and folder.path.stat().st_mode & 0o777 == 0o700
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_that_cannot_be_stored_is_a_503(scorer, data_dir, tmp_path):
+    gone = tmp_path / "uploads"
+    gone.mkdir()
+    with serving(scorer, upload_dir=str(gone)) as url:
+        gone.rmdir()  # the folder disappears (a full or unmounted disk alike)
+        r = httpx.post(f"{url}/predict?filename=a.flac", content=(data_dir / FILES[0]).read_bytes(),
+                       headers={"content-type": "audio/flac"})
+        assert r.status_code == 503 and "could not be stored" in _no_traceback(r)["error"] and str(gone) not in r.text
 
 
 def test_upload_folder_is_private(tmp_path):
@@ -280,6 +339,39 @@ def test_the_queue_is_bounded_and_times_out():
     asyncio.run(main())
 
 
+def test_batch_wait_only_while_requests_come_together():
+    """batch_wait_seconds keeps a lone request waiting for none; once requests come
+    together (a batch of several), the worker waits for more to fill the next batch,
+    and every job still gets its own results."""
+    calls = []
+
+    def score(items):
+        calls.append(list(items))
+        time.sleep(0.2)
+        return [x * 10 for x in items]
+
+    async def main():
+        queue = BatchQueue(score, max_batch_files=8, max_queue=16, batch_wait_seconds=0.5)
+        try:
+            t = time.monotonic()
+            assert await queue.submit([1], timeout=10) == [10]
+            assert time.monotonic() - t < 0.6  # alone: 0.2 s of scoring, not also the 0.5-s wait
+            first = asyncio.ensure_future(queue.submit([2], timeout=10))
+            await asyncio.sleep(0.01)  # the worker is scoring [2]: these two wait, then go together
+            pair = [asyncio.ensure_future(queue.submit([i], timeout=10)) for i in (3, 4)]
+            await asyncio.sleep(0.3)  # the worker is scoring [3, 4]
+            late = asyncio.ensure_future(queue.submit([5, 6], timeout=10))
+            await asyncio.sleep(0.2)  # after a batch of two jobs the worker waits: [7] joins [5, 6]
+            later = asyncio.ensure_future(queue.submit([7], timeout=10))
+            assert await first == [20] and [await p for p in pair] == [[30], [40]]
+            assert await late == [50, 60] and await later == [70]
+            assert calls == [[1], [2], [3, 4], [5, 6, 7]]
+        finally:
+            queue.close()
+
+    asyncio.run(main())
+
+
 def test_a_failure_inside_is_a_500_without_traceback(scorer, data_dir, monkeypatch):
     with serving(scorer) as url:
         monkeypatch.setattr(scorer, "score", lambda items: 1 / 0)  # BatchQueue holds the bound method: patch before
@@ -292,15 +384,20 @@ def test_a_failure_inside_is_a_500_without_traceback(scorer, data_dir, monkeypat
 
 
 def test_32_concurrent_clients_get_their_own_answers(url, scorer, data_dir):
-    """32 clients at once, each with its own file (6 different recordings) and name: every
-    answer arrives, once, with the name and the prediction of its own request."""
+    """32 clients at once, each with its own file (6 different recordings) and name, half
+    as raw bodies and half as multipart: every answer arrives, once, with the name and the
+    prediction of its own request."""
     expected = {f: p for f, p in zip(FILES, scorer.predictor.predict([data_dir / f for f in FILES]), strict=True)}
     before = httpx.get(f"{url}/health").json()
 
     async def client(i: int, session) -> tuple[int, dict]:
         f = FILES[i % len(FILES)]
-        files = [("file", (f"client{i}-{Path(f).name}", (data_dir / f).read_bytes(), "audio/flac"))]
-        r = await session.post(f"{url}/predict", files=files, timeout=120)
+        if i % 2:  # half of them send the raw body, half multipart: both batched together
+            r = await session.post(f"{url}/predict", params={"filename": f"client{i}-{Path(f).name}"},
+                                   content=(data_dir / f).read_bytes(), headers={"content-type": "audio/flac"}, timeout=120)
+        else:
+            files = [("file", (f"client{i}-{Path(f).name}", (data_dir / f).read_bytes(), "audio/flac"))]
+            r = await session.post(f"{url}/predict", files=files, timeout=120)
         return i, r
 
     async def main():
@@ -316,9 +413,11 @@ def test_32_concurrent_clients_get_their_own_answers(url, scorer, data_dir):
         assert result["file"] == f"client{i}-{Path(f).name}"
         assert result["label"] == expected[f].label
         assert result["confidence"] == pytest.approx(expected[f].confidence, abs=1e-6)
+        assert result["probabilities"] == pytest.approx(expected[f].probabilities, abs=1e-6)
     after = httpx.get(f"{url}/health").json()
     assert after["files_scored"] - before["files_scored"] == 32
     assert after["batches"] - before["batches"] < 32  # waiting requests were batched together
+    assert after["model_cpu_seconds"] > before["model_cpu_seconds"]  # the worker's CPU time, for bench/serve_load.py
 
 
 def test_segmenter_vad_and_min_confidence_as_predict_py(scorer, data_dir, tmp_path):

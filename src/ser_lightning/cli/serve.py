@@ -28,7 +28,8 @@ def settings_from_config(cfg: DictConfig):
     limits = dict(cfg.get("limits") or {})
     key = cfg.get("api_key") or os.environ.get("SER_API_KEY") or None
     try:
-        return ServeSettings(host=str(cfg.host), port=int(cfg.port), api_key=key, insecure=bool(cfg.get("insecure")), **limits)
+        return ServeSettings(host=str(cfg.host), port=int(cfg.port), api_key=key, insecure=bool(cfg.get("insecure")),
+                             upload_dir=cfg.get("upload_dir"), **limits)
     except TypeError as exc:  # an unknown key under limits:
         raise ConfigError(f"limits: {exc}") from None
 

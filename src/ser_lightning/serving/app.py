@@ -25,9 +25,9 @@ import numpy as np
 from ser_lightning.inference.abstention import abstain_window, apply_min_confidence
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.serving.batching import BatchQueue
-from ser_lightning.serving.limits import KEY_HEADER, RequestRejected, ServeSettings, key_matches
+from ser_lightning.serving.limits import KEY_HEADER, RequestRejected, ServeSettings, key_matches, upload_root
 from ser_lightning.serving.results import event_json, prediction_json
-from ser_lightning.serving.uploads import UploadFolder, check_audio, receive_files
+from ser_lightning.serving.uploads import UploadFolder, check_audio, is_raw_audio, receive_files, receive_raw
 
 log = logging.getLogger("ser_lightning.serving")
 
@@ -38,6 +38,11 @@ STATIC = Path(str(resources.files("ser_lightning.serving") / "static"))
 STREAM_RATE = 16000
 
 _TRUE = {"1", "true", "yes", "on"}
+
+#: Uploads up to this size have their header checked in the event loop (a header read of a
+#: file in the upload folder: about 0.1 ms); larger ones in a worker thread, since some
+#: formats (MP3) may be scanned whole to count their frames.
+INLINE_CHECK_BYTES = 1 << 20
 
 
 class Scorer:
@@ -118,6 +123,7 @@ def create_app(scorer: Scorer, settings: ServeSettings):
     streams = {"open": 0}
     streams_lock = threading.Lock()
     predictor = scorer.predictor
+    uploads_root = upload_root(settings.upload_dir)
 
     from contextlib import asynccontextmanager
 
@@ -157,7 +163,8 @@ def create_app(scorer: Scorer, settings: ServeSettings):
                 "stream_sample_rate": STREAM_RATE, "window_seconds": predictor.window_seconds,
                 "hop_seconds": predictor.hop_seconds, "vad": scorer.vad_name or "none", "segmenter": scorer.segmenter,
                 "key_required": bool(settings.api_key), "queue": queue.waiting, "streams": streams["open"],
-                "batches": queue.batches, "files_scored": queue.items_scored}
+                "batches": queue.batches, "files_scored": queue.items_scored,
+                "model_cpu_seconds": round(queue.worker_cpu_seconds, 4)}
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -165,25 +172,36 @@ def create_app(scorer: Scorer, settings: ServeSettings):
 
     @app.post("/predict")
     async def predict(request: Request):
-        """Multipart upload of one or more files (any format libsndfile reads); JSON with one
-        result per file. ``?timeline=true`` adds each file's windows."""
+        """One or more files as ``multipart/form-data``, or one file as the raw body
+        (``Content-Type: audio/*`` or ``application/octet-stream``, its name in
+        ``?filename=``); any format libsndfile reads. JSON with one result per file.
+        ``?timeline=true`` adds each file's windows."""
         check_key(request.headers.get(KEY_HEADER))
         deadline = time.monotonic() + settings.timeout_seconds
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_upload_bytes:
             raise RequestRejected(413, f"the request is larger than the limit of {settings.max_upload_mb:g} MiB")
-        timeline = request.query_params.get("timeline", "false").lower() in _TRUE
-        with UploadFolder() as folder:
+        query = request.query_params
+        timeline = query.get("timeline", "false").lower() in _TRUE
+        content_type = request.headers.get("content-type")
+        with UploadFolder(uploads_root) as folder:
+            if is_raw_audio(content_type):
+                name = (query.get("filename") or "upload")[:255]
+                receiving = _one(receive_raw(request.stream(), folder.path, name, settings.max_upload_bytes))
+            else:
+                receiving = receive_files(content_type, request.stream(), folder.path, settings.max_upload_bytes,
+                                          settings.max_files)
             try:
-                files, fields = await asyncio.wait_for(
-                    receive_files(request.headers.get("content-type"), request.stream(), folder.path,
-                                  settings.max_upload_bytes, settings.max_files), settings.timeout_seconds)
+                files, fields = await asyncio.wait_for(receiving, settings.timeout_seconds)
             except (asyncio.TimeoutError, TimeoutError):
                 raise RequestRejected(504, f"the upload took longer than the per-request timeout of "
                                            f"{settings.timeout_seconds:g} s") from None
             timeline = timeline or fields.get("timeline", "").lower() in _TRUE
-            for upload in files:
-                await run_in_threadpool(check_audio, upload, settings.max_audio_seconds)
+            for upload in files:  # 413 / 415 / 422 before the request takes a place in the queue
+                if upload.size <= INLINE_CHECK_BYTES:
+                    check_audio(upload, settings.max_audio_seconds)
+                else:
+                    await run_in_threadpool(check_audio, upload, settings.max_audio_seconds)
             predictions = await queue.submit([u.path for u in files], max(0.001, deadline - time.monotonic()))
         results = [prediction_json(p, u.name, timeline) for p, u in zip(predictions, files, strict=True)]
         body = {"classes": predictor.class_names, "results": results}
@@ -283,6 +301,11 @@ def create_app(scorer: Scorer, settings: ServeSettings):
                 streams["open"] -= 1
 
     return app
+
+
+async def _one(receiving) -> tuple[list, dict]:
+    """A raw body's one upload as ``receive_files`` returns uploads: ``([upload], {})``."""
+    return [await receiving], {}
 
 
 def _error_body(status: int, message: str, body: dict):

@@ -45,7 +45,9 @@ class BatchQueue:
         max_batch_files: items per call of ``score`` across jobs (a single job larger
             than this is still scored whole, alone).
         max_queue: jobs waiting at once; :meth:`submit` refuses one more (503).
-        batch_wait_seconds: wait this long for more jobs to fill a batch (0: none).
+        batch_wait_seconds: wait up to this long for more jobs to fill a batch (0: none),
+            only while requests come concurrently (the previous batch held more than
+            one job): a lone client is never kept waiting.
     """
 
     def __init__(self, score: Callable[[list], list], max_batch_files: int = 32, max_queue: int = 64,
@@ -55,8 +57,12 @@ class BatchQueue:
         self._jobs: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._last_jobs = 0  # jobs in the previous batch
         #: Calls of ``score`` and items scored (for /health and the benchmark).
         self.batches = self.items_scored = 0
+        #: CPU time of the worker thread so far, seconds (``time.thread_time`` after each
+        #: batch): the serial part of serving that one worker bounds (bench/serve_load.py).
+        self.worker_cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="ser-serve-model", daemon=True)
         self._thread.start()
 
@@ -105,7 +111,7 @@ class BatchQueue:
             if self._closed:
                 return None
             batch, n = [], 0
-            deadline = time.monotonic() + self.batch_wait_seconds
+            deadline = time.monotonic() + (self.batch_wait_seconds if self._last_jobs > 1 else 0.0)
             while True:
                 while self._jobs and (not batch or n + len(self._jobs[0].items) <= self.max_batch_files):
                     job = self._jobs.popleft()
@@ -115,6 +121,7 @@ class BatchQueue:
                     n += len(job.items)
                 left = deadline - time.monotonic()
                 if n >= self.max_batch_files or self._jobs or left <= 0 or self._closed:
+                    self._last_jobs = len(batch)
                     return batch
                 self._cond.wait(left)
 
@@ -143,6 +150,7 @@ class BatchQueue:
                 part = results[start:start + len(job.items)]
                 start += len(job.items)
                 _settle(job.future, result=part)
+            self.worker_cpu_seconds = time.thread_time()
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:

@@ -1,12 +1,14 @@
 """What a server accepts: bind address and API key, request and audio limits, the
-queue, timeouts (:class:`ServeSettings`), and the error a rejected request carries
-(:class:`RequestRejected`)."""
+queue, timeouts, where uploads are kept (:class:`ServeSettings`, :func:`upload_root`),
+and the error a rejected request carries (:class:`RequestRejected`)."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ser_lightning.errors import ConfigError
 
@@ -42,11 +44,16 @@ class ServeSettings:
         max_batch_files: files scored in one :meth:`Predictor.predict` call, across
             waiting requests (1: one request at a time, no batching).
         batch_wait_ms: how long the worker waits for more requests before scoring a
-            batch that is not full (0: it takes what is waiting, no added latency).
+            batch that is not full (0: it takes what is waiting, no added latency); only
+            while requests come together (the previous batch held several), so a lone
+            client never waits.
         max_streams: WebSocket streams open at once (one more is closed with code 1013).
         max_stream_seconds: longest stream, seconds of audio (closed with code 1009 beyond).
         max_chunk_bytes: largest WebSocket message (closed with code 1009 beyond).
         idle_seconds: a stream with no message for this long is closed (code 1001).
+        upload_dir: where the private upload folders are made: ``None`` / ``"auto"``
+            (``/dev/shm`` when it is a RAM-backed folder with room, else the system's
+            temporary folder; :func:`upload_root`), or a folder.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +71,7 @@ class ServeSettings:
     max_stream_seconds: float = 3600.0
     max_chunk_bytes: int = 1 << 20
     idle_seconds: float = 60.0
+    upload_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_mb", "max_audio_seconds", "timeout_seconds", "max_stream_seconds", "idle_seconds"):
@@ -79,6 +87,7 @@ class ServeSettings:
         if self.api_key is not None and not str(self.api_key).strip():
             self.api_key = None
         check_access(self.host, self.api_key, self.insecure)
+        upload_root(self.upload_dir)  # a bad folder fails at start-up
 
     @property
     def max_upload_bytes(self) -> int:
@@ -113,3 +122,36 @@ def key_matches(expected: str | None, given: str | None) -> bool:
     if not expected:
         return True
     return given is not None and hmac.compare_digest(str(given).encode(), str(expected).encode())
+
+
+#: A RAM-backed folder (Linux tmpfs) that :func:`upload_root` prefers, and the free space it
+#: must have to be chosen (bytes): a container's small ``/dev/shm`` (Docker's default is
+#: 64 MiB) is passed over for the disk.
+SHM = Path("/dev/shm")
+SHM_MIN_FREE = 1 << 30
+
+
+def upload_root(setting: str | None = None) -> Path | None:
+    """Where the private upload folders are created.
+
+    Args:
+        setting: a folder (used as it is), or ``None`` / ``"auto"``: :data:`SHM` when it
+            is a writable folder with at least :data:`SHM_MIN_FREE` bytes free, else
+            ``None`` (the system's temporary folder, ``tempfile.gettempdir()``).
+
+    Raises:
+        ConfigError: a given folder that does not exist or is not writable.
+    """
+    if setting not in (None, "", "auto"):
+        root = Path(str(setting)).expanduser()
+        if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
+            raise ConfigError(f"upload_dir={setting}: not a writable folder")
+        return root
+    try:
+        if SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK):
+            stat = os.statvfs(SHM)
+            if stat.f_bavail * stat.f_frsize >= SHM_MIN_FREE:
+                return SHM
+    except OSError:
+        pass
+    return None

@@ -1,10 +1,20 @@
-"""Uploads of ``POST /predict``: a multipart body streamed into a private temporary
-folder (mode 0700, removed when the request ends, whatever happens), with its limits
-checked while it arrives and each file's header checked before any scoring.
+"""Uploads of ``POST /predict``: a multipart body, or a raw audio body, streamed into a
+private temporary folder (mode 0700, removed when the request ends, whatever happens),
+with its limits checked while it arrives and each file's header checked before any
+scoring.
 
-The body is parsed with ``python-multipart``'s streaming parser (the parser Starlette
-itself uses) so that a body larger than the limit is refused after ``max_bytes`` bytes,
-chunked or not, and no part of it is ever written outside the private folder.
+A multipart body is parsed with ``python-multipart``'s streaming parser (the parser
+Starlette itself uses); a raw body (``Content-Type: audio/*`` or
+``application/octet-stream``) is one file written as it arrives. Either way a body larger
+than the limit is refused after ``max_bytes`` bytes, chunked or not, and no part of it is
+ever written outside the private folder.
+
+Where the folders live (:func:`~ser_lightning.serving.limits.upload_root`): a RAM-backed
+file system (``/dev/shm``, tmpfs) when there is one with room, else the system's temporary
+folder. Measured on the project's 2-core machine (docs/PERFORMANCE.md, serve.py section):
+creating the folder, writing a 3-s WAV and removing both took 3.65 ms of wall time on the
+ext4 ``/tmp`` (the event loop waits on it) and 0.29 ms on ``/dev/shm``
+(``python -m bench.serve_load --folders``).
 """
 
 from __future__ import annotations
@@ -33,11 +43,20 @@ class Upload:
 
 
 class UploadFolder:
-    """A private temporary folder (``tempfile.mkdtemp``: mode 0700) removed on exit,
-    with or without an exception; use as ``with UploadFolder() as folder``."""
+    """A private temporary folder (``tempfile.mkdtemp``: mode 0700) under ``root``
+    (``None``: the system's temporary folder), removed on exit, with or without an
+    exception; use as ``with UploadFolder(root) as folder``.
 
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="ser-serve-"))
+    Raises:
+        RequestRejected: 503 when the folder cannot be made (no space left, ``root`` gone).
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix="ser-serve-", dir=root))
+        except OSError as exc:
+            raise RequestRejected(503, f"the upload could not be stored ({exc.strerror or type(exc).__name__}): "
+                                       f"try again later") from None
 
     def __enter__(self) -> "UploadFolder":
         return self
@@ -67,13 +86,16 @@ async def receive_files(content_type: str | None, body: AsyncIterator[bytes], fo
 
     Raises:
         RequestRejected: 415 (not ``multipart/form-data``), 413 (more than ``max_bytes``
-            bytes or ``max_files`` files), 422 (a malformed body, or no file in it).
+            bytes or ``max_files`` files), 422 (a malformed body, or no file in it), 503
+            (a part could not be written: no space left).
     """
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     kind, params = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or b"boundary" not in params:
-        raise RequestRejected(415, "send the audio as multipart/form-data (e.g. curl -F file=@clip.wav ...)")
+        raise RequestRejected(415, "send the audio as multipart/form-data (curl -F file=@clip.wav ...) or as the raw "
+                                   "body with Content-Type audio/* or application/octet-stream (curl --data-binary "
+                                   "@clip.wav -H 'Content-Type: audio/wav' '.../predict?filename=clip.wav')")
     files: list[Upload] = []
     fields: dict[str, str] = {}
     state: dict = {"headers": {}, "field": b"", "value": b"", "fh": None, "text": None, "name": None, "error": None}
@@ -135,6 +157,9 @@ async def receive_files(content_type: str | None, body: AsyncIterator[bytes], fo
                 raise RequestRejected(413, f"the request is larger than the limit of {max_bytes / 2**20:g} MiB")
             try:
                 parser.write(chunk)
+            except OSError as exc:  # writing a part into the folder failed
+                raise RequestRejected(503, f"the upload could not be stored ({exc.strerror or type(exc).__name__}): "
+                                           f"try again later") from None
             except Exception as exc:  # noqa: BLE001 - python-multipart's errors: a malformed body
                 raise RequestRejected(422, f"malformed multipart body ({type(exc).__name__})") from None
             if state["error"] is not None:
@@ -149,6 +174,42 @@ async def receive_files(content_type: str | None, body: AsyncIterator[bytes], fo
     if not files:
         raise RequestRejected(422, "no file in the request: send one or more parts with a file name (curl -F file=@clip.wav)")
     return files, fields
+
+
+#: Content types taken as one raw audio file in the body (besides multipart/form-data).
+RAW_TYPES = ("audio/", "application/octet-stream")
+
+
+def is_raw_audio(content_type: str | None) -> bool:
+    """The body is one raw audio file (``audio/*`` or ``application/octet-stream``)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return kind.startswith(RAW_TYPES[0]) or kind == RAW_TYPES[1]
+
+
+async def receive_raw(body: AsyncIterator[bytes], folder: Path, name: str, max_bytes: int) -> Upload:
+    """Stream a raw body (the bytes of one audio file) into ``folder``, as
+    ``upload-0<ext>`` (the extension of ``name`` when it is a plain one).
+
+    Args:
+        body: the request body's chunks.
+        name: the file name the client gave (``?filename=``), for the answer only.
+        max_bytes: the request size limit.
+
+    Raises:
+        RequestRejected: 413 (more than ``max_bytes`` bytes), 503 (the upload could not
+            be written: no space left).
+    """
+    upload = Upload(name, folder / f"upload-0{_safe_suffix(name)}")
+    try:
+        with upload.path.open("wb") as fh:
+            async for chunk in body:
+                upload.size += len(chunk)
+                if upload.size > max_bytes:
+                    raise RequestRejected(413, f"the request is larger than the limit of {max_bytes / 2**20:g} MiB")
+                fh.write(chunk)
+    except OSError as exc:
+        raise RequestRejected(503, f"the upload could not be stored ({exc.strerror or type(exc).__name__}): try again later") from None
+    return upload
 
 
 def check_audio(upload: Upload, max_seconds: float) -> float:
