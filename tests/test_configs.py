@@ -27,6 +27,8 @@ NEEDS = {("data", "default"): ["data.corpus=tess"], ("data", "manifest"): ["data
 CASES = [(g, o) for g, options in GROUPS.items() for o in options]
 #: Options of the classic baseline (model=svm on openSMILE functionals, src/ser_lightning/baselines/svm.py).
 EXPERT_OPTIONS = {("model", "svm"), ("features", "egemaps"), ("features", "compare")}
+#: models on openSMILE functionals with their own config check (no neural front-end)
+FUNCTIONALS_MODELS = {("model", "mlp")}
 
 
 def _compose(name: str, overrides: list[str], hydra_config: bool = False):
@@ -47,6 +49,15 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)  # loggers and the Trainer may create folders
     monkeypatch.setenv("WANDB_MODE", "offline")
+    if (group, option) in FUNCTIONALS_MODELS:  # model=mlp on functionals: its own check, and its head builds
+        from ser_lightning.baselines.mlp import check_mlp_config
+        from ser_lightning.models.mlp import MLPHead
+
+        cfg = _compose("train", [f"{group}={option}", "features=egemaps"])
+        check_mlp_config(cfg)
+        head = MLPHead(88, 3, list(cfg.model.hidden), cfg.model.dropout, cfg.model.input_dropout)
+        assert head(torch.zeros(2, 88)).shape == (2, 3)
+        return
     if (group, option) in EXPERT_OPTIONS:  # the SVM baseline and its openSMILE features: no neural front-end or model
         from ser_lightning.baselines.svm import check_svm_config
 

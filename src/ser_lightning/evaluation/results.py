@@ -121,6 +121,9 @@ def load_protocols(folder: Path = PROTOCOL_DIR) -> dict[str, Protocol]:
 
 PROTOCOLS: dict[str, Protocol] = load_protocols()
 
+#: ``model.name`` of the models on openSMILE utterance functionals (no augmentation; standardisation instead of ``features.normalize``).
+FUNCTIONALS_MODELS = ("svm", "mlp")
+
 
 def recipe_tag(model: str, features: str, extra: list[str]) -> str:
     """Folder name of a recipe: model-features, plus a hash-free suffix for extra overrides."""
@@ -315,14 +318,14 @@ def collect() -> list[dict]:
 
 def _normalization(job_dir: Path) -> str:
     """The feature normalisation a run used (``features.normalize`` in its config.yaml;
-    for the SVM baseline, ``model=svm``, its standardisation ``model.standardize``)."""
+    for the models on functionals, ``model=svm|mlp``, their standardisation ``model.standardize``)."""
     cfg = job_dir / "config.yaml"
     if not cfg.is_file():
         return "utterance"
     from omegaconf import OmegaConf
 
     conf = OmegaConf.load(cfg)
-    if conf.get("model", {}).get("name") == "svm":
+    if conf.get("model", {}).get("name") in FUNCTIONALS_MODELS:
         return f"{conf.model.standardize} z-score"
     return str(conf.features.get("normalize", "utterance"))
 
@@ -335,8 +338,8 @@ def _augmentations(job_dir: Path) -> str:
     from omegaconf import OmegaConf
 
     conf = OmegaConf.load(cfg)
-    if conf.get("model", {}).get("name") == "svm":
-        return "none (the SVM baseline takes each original file's functionals)"
+    if conf.get("model", {}).get("name") in FUNCTIONALS_MODELS:
+        return "none (a model on functionals takes each original file's functionals)"
     augment = conf.get("augment")
     augment = OmegaConf.to_container(augment) if augment else {}  # an empty section is a falsy DictConfig
     names = [k for k, v in augment.items() if v and v.get("enabled", True) and v.get("p", 1.0) > 0]
@@ -554,7 +557,9 @@ statistics) or per speaker (`speaker z-score`, under the
 speaker modes), then a class-balanced SVM (scikit-learn SVC) whose kernel and C are chosen
 on the validation part and which is fitted on the training part only; same splits (same
 split fingerprints) as the neural recipes. Its "val UAR" is that of the chosen SVM; it has
-no epochs.
+no epochs. `mlp-egemaps`, `mlp-compare` (`python train.py model=mlp`): the same standardised
+functionals into a small MLP (or, `model.hidden=[]`, a linear head) trained by the Lightning
+loop, checkpoint chosen on validation UAR.
 Wall time is the sum over a row's runs, including time spent waiting for the CPU when
 other jobs shared the machine (the load average when a protocol started is recorded).
 """

@@ -1,16 +1,17 @@
-"""Prediction with a model on utterance functionals (the SVM baseline's ``svm.pt``), and
-late fusion of such a model with the neural ones.
+"""Prediction with a model on utterance functionals (the SVM baseline's ``svm.pt``, the
+Lightning-trained MLP / linear head's ``best.ckpt`` of ``model=mlp``), and late fusion of such a model with the neural ones.
 
 :class:`FunctionalsPredictor` has the interface of
 :class:`~ser_lightning.inference.predictor.Predictor` that the one scorer
 (:func:`ser_lightning.evaluation.scoring.score_utterances`), ``eval.py``, ``predict.py`` and
 ensembles call (``class_names``, ``sample_rate``, ``speaker_normalized``,
 ``training_stats``, ``temperature``, ``allowed``, :meth:`~FunctionalsPredictor.statistics`,
-:meth:`~FunctionalsPredictor.enrol`, :meth:`~FunctionalsPredictor.predict`), so an SVM is
-scored by the same code as a CNN. Each input is one whole file: its openSMILE functionals
+:meth:`~FunctionalsPredictor.enrol`, :meth:`~FunctionalsPredictor.predict`), so an SVM or
+MLP on functionals is scored by the same code as a CNN. Each input is one whole file: its openSMILE functionals
 (:mod:`ser_lightning.transforms.opensmile_features`) are standardised (the training part's
 statistics, or a speaker's for ``standardize=speaker``) and classified by
-:class:`~ser_lightning.models.svm.SVMHead`; the decision values are the logits, divided by
+:class:`~ser_lightning.models.svm.SVMHead` or :class:`~ser_lightning.models.mlp.MLPHead`;
+the decision values (SVM) or logits (MLP) are the logits, divided by
 the temperature fitted on validation.
 
 :class:`FileAverage` averages the (calibrated) class probabilities of several predictors
@@ -35,6 +36,7 @@ from ser_lightning.errors import AudioDecodeError, CheckpointError, ConfigError
 from ser_lightning.inference.calibration import calibrated_probabilities
 from ser_lightning.inference.outputs import SILENCE, Prediction, WindowPrediction
 from ser_lightning.inference.predictor import SILENCE_DBFS, allowed_classes
+from ser_lightning.models.mlp import MLPHead
 from ser_lightning.models.svm import SVMHead
 from ser_lightning.transforms.opensmile_features import extract
 
@@ -42,14 +44,30 @@ from ser_lightning.transforms.opensmile_features import extract
 SCORING = "functionals"
 
 
+def functionals_kind(ckpt) -> str | None:
+    """``"svm"`` for the SVM baseline's ``svm.pt`` (an ``"svm"`` entry), ``"mlp"`` for the
+    Lightning-trained head of ``model=mlp`` (a ``state_dict`` and ``features.level ==
+    "functionals"`` in its hyper-parameters), ``None`` for anything else (a loaded checkpoint dict)."""
+    if not isinstance(ckpt, dict):
+        return None
+    if isinstance(ckpt.get("svm"), dict):
+        return "svm"
+    hp = ckpt.get("hyper_parameters")
+    features = hp.get("features") if isinstance(hp, dict) else None
+    if isinstance(features, dict) and features.get("level") == "functionals" and isinstance(ckpt.get("state_dict"), dict):
+        return "mlp"
+    return None
+
+
 def is_functionals_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a functionals model (``svm.pt``: it holds an ``"svm"`` entry);
-    ``False`` for anything else, including unreadable files (the CNN loader reports those)."""
+    """Whether ``path`` is a functionals model (``svm.pt``, or the ``best.ckpt`` of
+    ``model=mlp``); ``False`` for anything else, including unreadable files (the CNN
+    loader reports those)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any unreadable file is "not ours": the regular loader gives the precise error
         return False
-    return isinstance(ckpt, dict) and isinstance(ckpt.get("svm"), dict)
+    return functionals_kind(ckpt) is not None
 
 
 def checkpoint_hyper_parameters(path: str | Path) -> dict:
@@ -59,7 +77,7 @@ def checkpoint_hyper_parameters(path: str | Path) -> dict:
         CheckpointError: not a functionals model.
     """
     if not is_functionals_checkpoint(path):
-        raise CheckpointError(f"{path} is not an SVM-on-functionals model")
+        raise CheckpointError(f"{path} is not a model on openSMILE functionals (SVM or MLP)")
     return dict(torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"])
 
 
@@ -69,11 +87,29 @@ def _stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(np.where(std > 1e-8, std, 1.0).astype(np.float32))
 
 
+def _mlp_head(ckpt: dict, path) -> tuple[MLPHead, tuple[torch.Tensor, torch.Tensor]]:
+    """The :class:`~ser_lightning.models.mlp.MLPHead` of a ``model=mlp`` checkpoint with its
+    weights, and the training part's ``(mean, std)`` stored beside them.
+
+    Raises:
+        CheckpointError: settings or weights that do not describe an MLP head of this version.
+    """
+    hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
+    try:
+        head = MLPHead(int(hp["n_features"]), len(hp["class_names"]), list(hp.get("hidden") or []), float(hp.get("dropout", 0.0)),
+                       float(hp.get("input_dropout", 0.0)))
+        head.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        return head, (state["training_mean"], state["training_std"])
+    except (ConfigError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its settings or weights do not describe an MLP head of this version ({exc})") from exc
+
+
 class FunctionalsPredictor:
-    """Classify whole files from their openSMILE functionals with a fitted SVM.
+    """Classify whole files from their openSMILE functionals with a fitted SVM or MLP head.
 
     Args:
-        head: the classifier (``[batch, n_features]`` -> ``[batch, n_classes]``).
+        head: the classifier (``[batch, n_features]`` standardised -> ``[batch, n_classes]``):
+            :class:`~ser_lightning.models.svm.SVMHead` or :class:`~ser_lightning.models.mlp.MLPHead`.
         feature_set: ``egemaps`` or ``compare``.
         class_names: class names in index order.
         sample_rate: Hz the functionals were computed at (the audio is resampled to it).
@@ -95,13 +131,13 @@ class FunctionalsPredictor:
 
     scoring = SCORING
 
-    def __init__(self, head: SVMHead, feature_set: str, class_names: list[str], sample_rate: int, standardize: str,
+    def __init__(self, head: SVMHead | MLPHead, feature_set: str, class_names: list[str], sample_rate: int, standardize: str,
                  training_stats: tuple[torch.Tensor, torch.Tensor], temperature: float = 1.0, classes: list[str] | None = None,
                  speaker_stats: str = "training", silence_dbfs: float | None = SILENCE_DBFS, memo: dict | None = None):
         if standardize not in ("training", "speaker"):
             raise ConfigError(f"standardize='{standardize}' is unknown; allowed: training, speaker")
         if speaker_stats not in ("training", "enrol", "inputs"):
-            raise ConfigError(f"speaker_stats='{speaker_stats}' is not available for an SVM on functionals; allowed: training, enrol, inputs")
+            raise ConfigError(f"speaker_stats='{speaker_stats}' is not available for a model on functionals; allowed: training, enrol, inputs")
         if not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
         self.head = head.eval()
@@ -119,7 +155,7 @@ class FunctionalsPredictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device=None, calibration: str = "checkpoint", temperature: float | None = None,
                         **kwargs) -> "FunctionalsPredictor":
-        """Rebuild the predictor from ``svm.pt`` (``torch.load(weights_only=True)``).
+        """Rebuild the predictor from ``svm.pt`` or a ``model=mlp`` checkpoint (``torch.load(weights_only=True)``).
 
         Args:
             calibration: ``checkpoint`` (the temperature stored after training) or ``none`` (T = 1).
@@ -135,20 +171,27 @@ class FunctionalsPredictor:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
-        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("svm"), dict) and isinstance(ckpt.get("hyper_parameters"), dict)):
-            raise CheckpointError(f"{path} is not an SVM-on-functionals model (python train.py model=svm writes checkpoints/svm.pt)")
-        hp, sv = ckpt["hyper_parameters"], ckpt["svm"]
+        kind = functionals_kind(ckpt)
+        if kind is None or not isinstance(ckpt.get("hyper_parameters"), dict):
+            raise CheckpointError(f"{path} is not a model on openSMILE functionals (python train.py model=svm writes "
+                                  f"checkpoints/svm.pt, model=mlp checkpoints/best.ckpt)")
+        if calibration not in ("checkpoint", "none"):
+            raise ConfigError(f"calibration='{calibration}' is unknown; allowed: checkpoint, none")
+        hp = ckpt["hyper_parameters"]
         try:
-            head = SVMHead(sv["support_vectors"], sv["dual_coef"], sv["intercept"], sv["n_support"], hp["kernel"], hp["gamma"])
+            if kind == "svm":
+                sv = ckpt["svm"]
+                head = SVMHead(sv["support_vectors"], sv["dual_coef"], sv["intercept"], sv["n_support"], hp["kernel"], hp["gamma"])
+                training_stats = (sv["training_mean"], sv["training_std"])
+            else:
+                head, training_stats = _mlp_head(ckpt, path)
             stored = float((hp.get("calibration") or {}).get("temperature", 1.0))
             temp = temperature if temperature is not None else (1.0 if calibration == "none" else stored)
-            if calibration not in ("checkpoint", "none"):
-                raise ConfigError(f"calibration='{calibration}' is unknown; allowed: checkpoint, none")
             keep = {k: v for k, v in kwargs.items() if k in ("classes", "speaker_stats", "silence_dbfs", "memo")}
             return cls(head, hp["features"]["kind"], hp["class_names"], hp["sample_rate"], hp["standardize"],
-                       (sv["training_mean"], sv["training_std"]), temp, **keep)
+                       training_stats, temp, **keep)
         except KeyError as exc:
-            raise CheckpointError(f"{path}: SVM checkpoint lacks {exc}") from exc
+            raise CheckpointError(f"{path}: {kind.upper()} checkpoint lacks {exc}") from exc
 
     # --- features -------------------------------------------------------------------------
 
@@ -211,8 +254,8 @@ class FunctionalsPredictor:
         return problems
 
     def adapted(self, *args, **kwargs):
-        """Raises :class:`ConfigError`: an SVM has no BatchNorm statistics to adapt (``adapt=bn``)."""
-        raise ConfigError("adapt=bn re-estimates BatchNorm statistics; an SVM on functionals has none (use adapt=none)")
+        """Raises :class:`ConfigError`: an SVM or MLP on functionals has no BatchNorm statistics to adapt (``adapt=bn``)."""
+        raise ConfigError("adapt=bn re-estimates BatchNorm statistics; a model on functionals (SVM, MLP) has none (use adapt=none)")
 
     # --- prediction -------------------------------------------------------------------------
 

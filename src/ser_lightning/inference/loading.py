@@ -2,7 +2,8 @@
 
 A neural checkpoint (``train.py`` with a CNN) gives a
 :class:`~ser_lightning.inference.predictor.Predictor`; an SVM on openSMILE functionals
-(``train.py model=svm``: ``checkpoints/svm.pt``) a
+(``train.py model=svm``: ``checkpoints/svm.pt``) or an MLP / linear head on them
+(``train.py model=mlp``: ``checkpoints/best.ckpt``) a
 :class:`~ser_lightning.inference.functionals.FunctionalsPredictor`. A list of neural
 checkpoints is their window-level probability average (as before); a list that mixes
 kinds is their file-level late fusion, :class:`~ser_lightning.inference.functionals.FileAverage`

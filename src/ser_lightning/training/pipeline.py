@@ -145,6 +145,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         from ser_lightning.baselines.svm import train_svm
 
         return train_svm(cfg)
+    if OmegaConf.select(cfg, "model.name") == "mlp":  # a linear / MLP head on the functionals, in the Lightning loop
+        return train_functionals_head(cfg)
     validate_config(cfg)
     ckpt_path = resume_checkpoint(cfg)
     start = time.perf_counter()
@@ -186,6 +188,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_loggers(loggers, output_dir)
     return metrics
+
+
+def train_functionals_head(cfg: DictConfig) -> dict[str, float]:
+    """``model=mlp``: :func:`ser_lightning.baselines.mlp.train_mlp` with this run's loggers
+    and callbacks, after the data and scoring checks every run gets.
+
+    Raises:
+        ConfigError: see :func:`~ser_lightning.baselines.mlp.check_mlp_config`.
+    """
+    from ser_lightning.baselines.mlp import check_mlp_config, train_mlp
+    from ser_lightning.training.config_validation import data_problems, scoring_problems
+
+    check_mlp_config(cfg, data_problems(cfg) + scoring_problems(cfg))
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    set_aside_stale_checkpoints(output_dir / "checkpoints")
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    try:  # a failure still closes the W&B run
+        return train_mlp(cfg, callbacks, loggers)
+    finally:
+        finish_loggers(loggers, output_dir)
 
 
 def set_aside_stale_checkpoints(ckpt_dir: Path) -> None:
