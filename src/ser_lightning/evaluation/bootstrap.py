@@ -93,15 +93,16 @@ def hierarchical_bootstrap_ci(folds: Sequence, n_resamples: int = N_RESAMPLES, l
         folds: one entry per fold: its per-speaker confusion matrices
             ``[n_speakers, n_classes, n_classes]`` (counts, rows true, columns predicted),
             or a single pooled ``[n_classes, n_classes]`` matrix when per-speaker counts
-            are not known (then the fold is resampled as a whole). Every fold must have
-            the same classes.
+            are not known (then the fold is resampled as a whole). Folds may have
+            different classes (leave-one-corpus-out, one corpus per job): each fold's
+            UAR is over its own classes and only the UARs are averaged.
         n_resamples: bootstrap replicates.
         level: nominal coverage in (0, 1).
         seed: seed of the generator (numpy PCG64): the same inputs and seed give the
             same interval.
 
     Raises:
-        ValueError: no fold, folds with different class counts, a fold with no scored
+        ValueError: no fold, a fold with no scored
             recording, negative counts, ``n_resamples < 1`` or ``level`` outside (0, 1).
     """
     if not len(folds):
@@ -110,8 +111,6 @@ def hierarchical_bootstrap_ci(folds: Sequence, n_resamples: int = N_RESAMPLES, l
         raise ValueError(f"need n_resamples >= 1 and 0 < level < 1, got {n_resamples} and {level}")
     per_speaker = all(np.ndim(f) == 3 for f in folds)
     fold_arrays = [_as_fold(f, k) for k, f in enumerate(folds)]
-    if len({f.shape[1] for f in fold_arrays}) > 1:
-        raise ValueError(f"folds have different numbers of classes: {[f.shape[1] for f in fold_arrays]}")
     n_folds = len(fold_arrays)
     mean = float(np.mean([war_uar_many(f.sum(axis=0, keepdims=True))[1][0] for f in fold_arrays]))
     rng = np.random.default_rng(seed)
