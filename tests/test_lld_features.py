@@ -79,6 +79,21 @@ def test_front_end_normalises_descriptor_windows():
         FeatureExtractor({"kind": "egemaps"})(torch.randn(2, 16000))  # a waveform is not descriptor windows
 
 
+@pytest.mark.parametrize("backbone", ["cnn1d", "cnn2d", "resnet2d", "conformer", "ecapa"])
+def test_every_backbone_takes_descriptor_windows(backbone):
+    from hydra import compose, initialize_config_dir
+
+    from ser_lightning.models.backbones import build_backbone
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={backbone}", "features=egemaps"])
+    args = dict(cfg.model.backbone)
+    net = build_backbone(args.pop("name"), 25, 7, **args).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 25, 300)).shape == (2, 7)
+
+
 def test_dataset_windows_and_cache_hit(tmp_path):
     from ser_lightning.data.datamodule import SERDataModule
 
@@ -178,6 +193,8 @@ def test_predict_on_the_checkpoint_gives_the_runs_scores(lld_runs, run):
                               lambda i: waves[i], mode=headline)
     from_files = np.array([[p.probabilities[c] for c in m["class_names"]] for p in preds])
     np.testing.assert_allclose(scored.at_temperature(predictor.temperature).probabilities, from_files, atol=1e-5)
+    adapted = predictor.adapted(paths[:4])  # AdaBN on descriptor windows of 4 files
+    assert adapted.adaptation["inputs"] == 4 and adapted.adaptation["windows"] == 8
 
 
 def test_speaker_statistics_of_training_and_prediction_agree(lld_runs):
