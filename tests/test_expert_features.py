@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,18 +18,8 @@ from ser_lightning.data.feature_cache import _entry, feature_key, load_or_extrac
 from ser_lightning.errors import AudioDecodeError, ConfigError  # noqa: E402
 from ser_lightning.transforms.opensmile_features import extract, feature_names  # noqa: E402
 from tests.conftest import write_tone  # noqa: E402
+from tests.helpers.expert import SR, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
 
-SR = 16000
-
-
-def _voice(seconds: float = 1.0, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    """A vowel-like harmonic signal with a little jitter and noise (openSMILE finds a pitch in it)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f = f0 * (1 + 0.02 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    wave = sum(0.3 / k * np.sin(k * phase) for k in range(1, 8)) + 0.005 * rng.standard_normal(t.shape)
-    return (0.5 * wave / np.abs(wave).max()).astype(np.float32)
 
 
 @pytest.mark.parametrize("name, n_func, n_lld", [("egemaps", 88, 25), ("compare", 6373, 65)])
@@ -89,47 +78,6 @@ def test_cache_hit_invalidation_damage_and_undecodable_file(tmp_path):
     # other settings (set, trim) are other entries
     assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "egemaps", "functionals", trim="vad")
     assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "compare", "functionals")
-
-
-def _tiny_corpus(root: Path, test_labels_shuffled: bool = False) -> Path:
-    """3 speakers x 3 classes x 6 files of 0.6 s, classes differing in pitch and loudness."""
-    rows = []
-    classes = {"neutral": (110.0, 0.2), "happy": (200.0, 0.6), "sad": (90.0, 0.1)}
-    for s, spk in enumerate(["s1", "s2", "s3"]):
-        for c, (label, (f0, gain)) in enumerate(classes.items()):
-            for k in range(6):
-                path = root / f"{spk}_{label}_{k}.wav"
-                if not path.exists():
-                    import soundfile as sf
-
-                    sf.write(str(path), gain * _voice(0.6, f0 * (1 + 0.05 * s) * (1 + 0.02 * k), seed=100 * s + 10 * c + k), SR)
-                rows.append([str(path), label, spk])
-    if test_labels_shuffled:  # the test speaker's labels rotated: the test part's truth changes, nothing else
-        names = list(classes)
-        rows = [[p, names[(names.index(lab) + 1) % 3] if spk == "s3" else lab, spk] for p, lab, spk in rows]
-    manifest = root / ("manifest_shuffled.csv" if test_labels_shuffled else "manifest.csv")
-    with manifest.open("w", newline="") as fh:
-        csv.writer(fh).writerows([["path", "label", "speaker"], *rows])
-    return manifest
-
-
-def _run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from ser_lightning.training.pipeline import train
-    from tests.conftest import REPO
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["model=svm", "features=egemaps", "data=manifest", f"data.root={manifest}",
-                                          "data.split=cross", "data.test_speakers=[s3]", "data.val_fraction=0.25",
-                                          "model.C=[0.1,1.0]", "logger=none", *extra])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / out)
-        cfg.paths.cache_dir = str(tmp_path / "waves")
-        cfg.paths.feature_cache_dir = str(tmp_path / "feats")
-    train(cfg)
-    return json.loads((tmp_path / out / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

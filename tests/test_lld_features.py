@@ -18,7 +18,7 @@ pytest.importorskip("sklearn")
 from ser_lightning.errors import ConfigError  # noqa: E402
 from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor  # noqa: E402
 from ser_lightning.transforms.lld_windows import DescriptorMemo, centred_start, frame_of, lld_window  # noqa: E402
-from tests.test_expert_features import SR, _run_svm, _tiny_corpus, _voice  # noqa: E402
+from tests.helpers.expert import SR, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
 
 CLIP = "0.5"
 FAST = ["trainer=cpu", "trainer.max_epochs=1", "data.batch_size=8", "callbacks.progress_bar.refresh_rate=0",
