@@ -288,7 +288,7 @@ class Predictor:
             return recording_stats(self.features, waves, self.features.config.n_features, self.device)
         stats = FeatureStats(self.features.config.n_features)
         for wave in waves:
-            stats.update(torch.tensor(self._descriptors(np.asarray(wave, np.float32))))  # a copy: memo arrays stay unshared
+            stats.update(torch.tensor(self._descriptors(np.asarray(wave, np.float32))))  # a copy of the shared, read-only memo entry
         return stats
 
     def enrol(self, inputs, sample_rate: int | None = None) -> list[str]:

@@ -19,6 +19,7 @@ the padding around a file shorter than one window are zeros. Training
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -61,39 +62,48 @@ def centred_start(n_frames: int, clip_frames: int) -> int:
     return (n_frames - clip_frames) // 2 if n_frames >= clip_frames else -((clip_frames - n_frames) // 2)
 
 
+_MEMO: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()  # shared by every DescriptorMemo of the process
+_MEMO_LOCK = threading.Lock()
+
+
 class DescriptorMemo:
     """Descriptors of waves, computed by openSMILE and remembered per wave content.
 
     The scoring path meets the same file several times (once per test-time statistics
-    mode, once more for a speaker's statistics); openSMILE costs about 30 ms of CPU per
-    second of audio, so the last ``max_items`` results are kept, keyed by the SHA-1 of
-    the samples (a changed wave is a new key, never a stale answer).
+    mode, once more for a speaker's statistics, once per ensemble member and once more
+    for the ensemble); openSMILE costs about 36 ms of CPU per second of audio, so the last
+    ``max_items`` results are kept for the whole process (every predictor shares them),
+    keyed by the set, the sample rate and the SHA-1 of the samples: a changed wave is a
+    new key, never a stale answer.
 
     Args:
         name: ``egemaps`` or ``compare``.
         sample_rate: Hz of the waves.
-        max_items: how many files' descriptors to keep (about 40 KB per 4-s eGeMAPS file).
+        max_items: how many files' descriptors the process keeps (about 40 KB per 4-s
+            eGeMAPS file).
     """
 
-    def __init__(self, name: str, sample_rate: int, max_items: int = 2048):
+    def __init__(self, name: str, sample_rate: int, max_items: int = 4096):
         self.name, self.sample_rate, self.max_items = name, sample_rate, max_items
-        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
-        """``[time]`` float32 wave -> ``[n_descriptors, frames]`` float32.
+        """``[time]`` float32 wave -> ``[n_descriptors, frames]`` float32 (read-only: shared).
 
         Raises:
             AudioDecodeError: openSMILE cannot process the wave (too short, silent, NaN).
             ConfigError: ``opensmile`` is not installed.
         """
         wave = np.ascontiguousarray(wave, dtype=np.float32)
-        key = hashlib.sha1(wave.tobytes()).hexdigest()
-        hit = self._memo.get(key)
-        if hit is not None:
-            self._memo.move_to_end(key)
-            return hit
+        key = (self.name, self.sample_rate, hashlib.sha1(wave.tobytes()).hexdigest())
+        with _MEMO_LOCK:
+            hit = _MEMO.get(key)
+            if hit is not None:
+                _MEMO.move_to_end(key)
+                return hit
         values = extract(wave, self.sample_rate, self.name, "lld")
-        self._memo[key] = values
-        if len(self._memo) > self.max_items:
-            self._memo.popitem(last=False)
+        values.flags.writeable = False
+        with _MEMO_LOCK:
+            _MEMO[key] = values
+            while len(_MEMO) > self.max_items:
+                _MEMO.popitem(last=False)
         return values
