@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from ser_lightning.data.feature_cache import _entry, feature_key, load_or_extrac
 from ser_lightning.errors import AudioDecodeError, ConfigError  # noqa: E402
 from ser_lightning.transforms.opensmile_features import extract, feature_names  # noqa: E402
 from tests.conftest import write_tone  # noqa: E402
-from tests.helpers.functionals import SR, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
+from tests.helpers.expert import SR, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
 
 
 @pytest.mark.parametrize("name, n_func, n_lld", [("egemaps", 88, 25), ("compare", 6373, 65)])
@@ -78,25 +77,6 @@ def test_cache_hit_invalidation_damage_and_undecodable_file(tmp_path):
     # other settings (set, trim) are other entries
     assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "egemaps", "functionals", trim="vad")
     assert feature_key(paths[0], SR, "egemaps", "functionals") != feature_key(paths[0], SR, "compare", "functionals")
-
-
-def _run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from ser_lightning.training.pipeline import train
-    from tests.conftest import REPO
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["model=svm", "features=egemaps", "data=manifest", f"data.root={manifest}",
-                                          "data.split=cross", "data.test_speakers=[s3]", "data.val_fraction=0.25",
-                                          "model.C=[0.1,1.0]", "logger=none", *extra])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / out)
-        cfg.paths.cache_dir = str(tmp_path / "waves")
-        cfg.paths.feature_cache_dir = str(tmp_path / "feats")
-    train(cfg)
-    return json.loads((tmp_path / out / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

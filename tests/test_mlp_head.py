@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("opensmile")
 
 from ser_lightning.errors import CheckpointError, ConfigError  # noqa: E402
-from tests.helpers.functionals import tiny_corpus  # noqa: E402
+from tests.helpers.expert import tiny_corpus  # noqa: E402
 
 FAST = ["trainer=cpu", "trainer.max_epochs=12", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8", "logger=csv"]
 

@@ -5,6 +5,12 @@ CPU side (DataLoader): fixed-length waveform clips ``[batch, time]`` and labels 
 Device side (``on_after_batch_transfer``): waveform augmentation (training only) ->
 feature front-end -> speaker normalisation (when configured) -> SpecAugment (training
 only) -> ``[batch, n_features, frames]``.
+
+With ``features=egemaps|compare`` (openSMILE descriptors) the CPU side gives descriptor
+windows ``[batch, n_descriptors, frames]`` instead, cut from each file's descriptors
+(computed once per file and cached: :mod:`ser_lightning.data.feature_cache`,
+:class:`~ser_lightning.data.lld_dataset.LLDClipDataset`); waveform augmentation is refused
+(it cannot change cached descriptors), SpecAugment-style masks and mixup still apply.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from ser_lightning.data.cache import DecodedAudio, check_trim, load_or_decode
 from ser_lightning.data.corpora import Utterance, write_manifest
 from ser_lightning.data.dataset import ClipDataset, all_windows, collate_clips
+from ser_lightning.data.lld_dataset import LLDClipDataset
 from ser_lightning.data.recorded_split import data_fingerprint, split_fingerprint, write_split_metadata
 from ser_lightning.data.splits import Split
 from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
@@ -92,6 +99,13 @@ class SERDataModule(L.LightningDataModule):
         train_crop: ``"random"`` (default) or ``"windows"``: training crops drawn from the
             scoring windows (:class:`~ser_lightning.data.dataset.ClipDataset`); the
             pipeline sets it for a frozen encoder with an embedding cache (``model=ssl``).
+        feature_cache_dir: the per-file openSMILE cache (``paths.feature_cache_dir``) for
+            ``features=egemaps|compare`` (``None``: computed every run, nothing stored).
+            A file openSMILE cannot process is skipped with its reason before the split.
+
+    Raises:
+        ConfigError: an invalid setting; waveform augmentation (noise, gain, time shift,
+            speed, pitch) with ``features=egemaps|compare``.
     """
 
     def __init__(
@@ -126,6 +140,7 @@ class SERDataModule(L.LightningDataModule):
         test_corpus: str | None = None,
         val_speakers: list[str] | None = None,
         train_crop: str = "random",
+        feature_cache_dir: str | None = None,
     ):
         super().__init__()
         if train_crop not in ("random", "windows"):
@@ -165,6 +180,16 @@ class SERDataModule(L.LightningDataModule):
         if self.feature_config.kind == "waveform" and len(self.spec_augment):
             raise ConfigError("features=waveform (model=ssl) has no spectrogram to mask: set augment.specaugment=null "
                               "(augment=none, or waveform augmentation only)")
+        if self.feature_config.is_lld and len(self.wave_augment):
+            on = [k for k, v in (augment or {}).items() if k in WAVEFORM_AUGMENTS and v]
+            raise ConfigError(
+                f"features={self.feature_config.kind}: the openSMILE descriptors are computed once per file and cached, so "
+                f"waveform augmentation ({', '.join(f'augment.{k}' for k in on)}) cannot change them; use augment=specaugment "
+                f"(time/feature masks on the descriptors) or augment=none, or set {' '.join(f'augment.{k}=null' for k in on)}")
+        if self.feature_config.is_lld and train_crop != "random":
+            raise ConfigError(f"features={self.feature_config.kind} crops descriptor windows at random; data.train_crop=windows "
+                              f"is for a frozen encoder's embedding cache (model=ssl)")
+        self.feature_cache_dir = feature_cache_dir
         self.target_augment = build_chain(augment, TARGET_AUGMENTS)  # mixup: soft targets
         self.class_names: list[str] = []
         self.split: Split | None = None
@@ -208,15 +233,22 @@ class SERDataModule(L.LightningDataModule):
         # unusable files are dropped before the split (data/usable.py: the one way to do it)
         usable = drop_unusable(self.read_rows(), self.sample_rate, self.cache_dir, self.min_seconds, self.max_bad_fraction, self.corpus,
                                trim=self.trim)
+        llds = self._descriptors(usable) if self.feature_config.is_lld else None
         audio, self.skipped, good, index_of = usable.audio, usable.skipped, usable.good, usable.index_of()
         self.class_names = sort_labels({r.label for r in good})
         self.split = split_usable(good, subset_fraction=self.subset_fraction, **self.split_args)
         self.split_fingerprint = split_fingerprint(self.split, self.root)
         log.info("split %s (fingerprint %s)", self.split.describe(), self.split_fingerprint)
         target_of = {c: k for k, c in enumerate(self.class_names)}
-        speaker_of = self._speaker_statistics(audio, good, index_of) if self.feature_config.normalize == "speaker" else None
+        speaker_of = self._speaker_statistics(audio, good, index_of, llds) if self.feature_config.normalize == "speaker" else None
         for part in ("train", "val", "test"):
             part_rows = getattr(self.split, part)
+            if llds is not None:
+                self._datasets[part] = LLDClipDataset(
+                    llds, [index_of[r.path] for r in part_rows], [target_of[r.label] for r in part_rows],
+                    self.feature_config.n_frames(self.clip_samples), train=(part == "train"),
+                    speakers=None if speaker_of is None else [speaker_of[r.speaker] for r in part_rows])
+                continue
             self._datasets[part] = ClipDataset(
                 audio, [index_of[r.path] for r in part_rows], [target_of[r.label] for r in part_rows],
                 self.clip_samples, train=(part == "train"), crop=self.train_crop,
@@ -225,6 +257,27 @@ class SERDataModule(L.LightningDataModule):
         self._audio = audio
         self._index_of = index_of
         self.write_artifacts()
+
+    def _descriptors(self, usable) -> list:
+        """openSMILE descriptors (``[n_descriptors, frames]``) of every usable file of
+        ``usable``, from the per-file cache or computed now; files openSMILE cannot
+        process join ``usable.skipped`` (with its reason) before the split.
+
+        Raises:
+            DataQualityError: more than ``max_bad_fraction`` of the files are skipped.
+            ConfigError: ``opensmile`` is not installed.
+        """
+        from ser_lightning.data.feature_cache import load_or_extract
+
+        paths = [r.path for r in usable.rows]
+        feats = load_or_extract(paths, usable.audio, self.feature_config.kind, "lld", self.feature_cache_dir, trim=self.trim)
+        log.info("openSMILE %s descriptors: %d files from the cache, %d computed (%.1f s)", self.feature_config.kind,
+                 feats.hits, feats.computed, feats.seconds)
+        usable.skipped.update({p: r for p, r in feats.errors.items() if p not in usable.skipped})
+        if len(usable.skipped) > self.max_bad_fraction * len(paths):
+            raise DataQualityError(f"{len(usable.skipped)} of {len(paths)} files of {self.corpus} cannot be used (more than "
+                                   f"data.max_bad_fraction={self.max_bad_fraction}); first: {next(iter(usable.skipped.values()))}")
+        return feats.values
 
     def waveform_of(self, rows: list[Utterance]):
         """``i -> [time]`` float32 waveform (whole, uncropped, at :attr:`sample_rate`) of
@@ -243,16 +296,24 @@ class SERDataModule(L.LightningDataModule):
         positions = [untrimmed_index[r.path] for r in rows]
         return lambda i: self._untrimmed.wave(positions[i])
 
-    def _speaker_statistics(self, audio: DecodedAudio, rows: list[Utterance], index_of: dict[str, int]) -> dict[str, int]:
+    def _speaker_statistics(self, audio: DecodedAudio, rows: list[Utterance], index_of: dict[str, int],
+                            llds: list | None = None) -> dict[str, int]:
         """Fill :attr:`speaker_norm` with every speaker's feature statistics over all of
         their (unaugmented, uncropped) recordings, whatever part they are in; labels are
         not used. Also pools the training speakers' frames into :attr:`training_stats`.
+        With ``llds`` (descriptor kinds), over each file's whole descriptor matrix.
 
         Returns:
             speaker id -> row of :attr:`speaker_norm`.
         """
         extract, n = FeatureExtractor(self.feature_config).eval(), self.feature_config.n_features
-        per_file = {r.path: recording_stats(extract, [audio.wave(index_of[r.path])], n) for r in rows}  # one pass over the audio
+        if llds is not None:
+            per_file = {}
+            for r in rows:
+                per_file[r.path] = FeatureStats(n)
+                per_file[r.path].update(torch.from_numpy(llds[index_of[r.path]]))
+        else:
+            per_file = {r.path: recording_stats(extract, [audio.wave(index_of[r.path])], n) for r in rows}  # one pass over the audio
         speakers = sorted({r.speaker for r in rows})
         speaker_of = {s: k for k, s in enumerate(speakers)}
         self.speaker_norm = SpeakerNormalizer.from_stats(

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ser_lightning.errors import ConfigError, ExportError
-from ser_lightning.transforms.features import FeatureExtractor
+from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 #: ONNX opset (the dynamo exporter's native one).
@@ -267,7 +267,11 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
         raise ConfigError(f"output={path} has the suffix of another format than format={format}")
     from ser_lightning.models.checkpoint import load_checkpoint
 
-    if load_checkpoint(ckpt_path)["hyper_parameters"]["backbone"].get("name") == "ssl":
+    hp = load_checkpoint(ckpt_path)["hyper_parameters"]
+    if FeatureConfig.from_dict(hp.get("features") or {}).is_lld:
+        raise ConfigError(f"{ckpt_path}: export of a model on openSMILE descriptors (features={hp['features'].get('kind')}) "
+                          f"is not supported: openSMILE is not part of an ONNX/TorchScript graph; use predict.py")
+    if hp["backbone"].get("name") == "ssl":
         raise ConfigError(f"{ckpt_path}: export of a pretrained-encoder model (model=ssl) is not supported: its graph "
                           f"was not built or checked against the scoring path; use predict.py (docs/ENCODERS.md)")
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", speaker_stats="training")

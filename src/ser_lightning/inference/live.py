@@ -151,12 +151,17 @@ class StreamingPredictor:
 
     Raises:
         ValueError: a non-positive ``input_rate``.
+        ConfigError: a model on openSMILE descriptors (``features=egemaps|compare``).
     """
 
     def __init__(self, predictor: Predictor, input_rate: int, vad: VoiceActivityDetector | None = None,
                  stats=None, batch_size: int = 16):
         if int(input_rate) <= 0:
             raise ConfigError(f"input_rate must be a positive number of Hz, got {input_rate}")
+        if getattr(predictor, "lld", False):
+            raise ConfigError(f"a model on openSMILE descriptors (features={predictor.features.config.kind}) computes them over "
+                              f"each whole input, which a live stream does not have: use predict.py (or serve.py "
+                              f"segmenter=windows) on recordings")
         if stats is None and predictor.speaker_normalized and predictor.speaker_stats == "enrol":
             stats = predictor.enrolment_stats  # set by Predictor.enrol (stream.py / predict.py enrol=)
         self.predictor, self.input_rate, self.vad, self.stats = predictor, int(input_rate), vad, stats

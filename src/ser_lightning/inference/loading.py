@@ -6,7 +6,8 @@ A neural checkpoint (``train.py`` with a CNN) gives a
 (``train.py model=mlp``: ``checkpoints/best.ckpt``) a
 :class:`~ser_lightning.inference.functionals.FunctionalsPredictor`. A list of neural
 checkpoints is their window-level probability average (as before); a list that mixes
-kinds is their file-level late fusion, :class:`~ser_lightning.inference.functionals.FileAverage`
+kinds (an SVM and a CNN, or CNNs on waveform features and on openSMILE descriptors,
+``features=egemaps|compare``, whose windows are not the same input) is their file-level late fusion, :class:`~ser_lightning.inference.functionals.FileAverage`
 (each member with its own stored calibration temperature). ``eval.py``, ``predict.py``,
 the scoring after training and ensembles load through here.
 """
@@ -38,10 +39,20 @@ def load_predictor(path: str | Path | list[str | Path], device=None, calibration
     if not paths:
         raise CheckpointError("no checkpoint given (an empty list)")
     kinds = [is_functionals_checkpoint(p) for p in paths]
-    if not any(kinds):
+    feature_kinds = {_feature_kind(p) for p in paths} if not any(kinds) and len(paths) > 1 else set()
+    if not any(kinds) and (len(feature_kinds) <= 1 or not any(lld for _, lld in feature_kinds)):
         return Predictor.from_checkpoint(path, device=device, calibration=calibration, temperature=temperature, **kwargs)
     if len(paths) == 1:
         return FunctionalsPredictor.from_checkpoint(paths[0], device=device, calibration=calibration, temperature=temperature, **kwargs)
     members = [FunctionalsPredictor.from_checkpoint(p, device=device, **kwargs) if k else
                Predictor.from_checkpoint(p, device=device, **kwargs) for p, k in zip(paths, kinds, strict=True)]
     return FileAverage(members, temperature=1.0 if temperature is None else temperature)
+
+
+def _feature_kind(path: str | Path) -> tuple[str, bool]:
+    """``(features.kind, whether it is an openSMILE descriptor kind)`` of a neural checkpoint."""
+    from ser_lightning.models.checkpoint import load_checkpoint
+    from ser_lightning.transforms.features import FeatureConfig
+
+    config = FeatureConfig.from_dict(load_checkpoint(path)["hyper_parameters"].get("features") or {})
+    return config.kind, config.is_lld

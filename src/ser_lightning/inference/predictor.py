@@ -10,6 +10,12 @@ Every input is decoded block by block and cut into overlapping windows
 model, so memory stays bounded by the batch, however long a recording is. Each input
 gets a timeline (one :class:`WindowPrediction` per window) and a summary: the mean class
 probabilities over its non-silent windows.
+
+A model trained on openSMILE descriptors (``features=egemaps|compare``) is scored the same
+way, except that each input is decoded whole, its descriptors are computed once over the
+whole input (as training computed them per file) and each window's descriptor frames are
+cut from them (:mod:`ser_lightning.transforms.lld_windows`); its windows' timeline, silence
+rule and averaging are those of every model.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ser_lightning.inference.inputs import check_speaker_folders
 from ser_lightning.inference.outputs import SILENCE, Prediction, WindowPrediction
 from ser_lightning.models.checkpoint import fold_batch_norm, load_backbone
 from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
+from ser_lightning.transforms.lld_windows import DescriptorMemo, centred_start, frame_of, lld_window
 from ser_lightning.transforms.speaker_norm import FeatureStats, recording_stats
 
 #: Where a speaker-normalised model (``features.normalize=speaker``) takes its statistics
@@ -62,6 +69,7 @@ class _Pending:
     n_samples: int = 0
     error: str | None = None
     truncated: str | None = None
+    lld: np.ndarray | None = None  # descriptor models: the input's [n_descriptors, frames]
 
 
 class Predictor:
@@ -153,6 +161,11 @@ class Predictor:
         #: ``None``, or what :meth:`adapted` re-estimated the BatchNorm statistics on:
         #: ``{"method": "bn", "inputs": n, "windows": n, "left_out": [...]}``.
         self.adaptation: dict | None = None
+        #: Descriptor models (``features=egemaps|compare``): windows are descriptor frames
+        #: ``[n_features, clip_frames]`` of each whole input's openSMILE descriptors.
+        self.lld = features.config.is_lld
+        self.clip_frames = features.config.n_frames(self.clip_samples)
+        self._descriptors = DescriptorMemo(features.config.kind, self.sample_rate) if self.lld else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | list[str | Path], device: str | torch.device | None = None,
@@ -211,13 +224,24 @@ class Predictor:
                    training_stats=training_stats, temperature=temperature if temperature is not None else temps[0], **kwargs)
 
     def windows(self, wave: np.ndarray) -> np.ndarray:
-        """Cut ``[time]`` samples into ``[n_windows, clip_samples]`` (covering the end)."""
+        """Cut ``[time]`` samples into ``[n_windows, clip_samples]`` (covering the end);
+        for a descriptor model, ``[n_windows, n_features, clip_frames]`` descriptor windows
+        of the whole wave's descriptors (what :meth:`logits` takes from such a model).
+
+        Raises:
+            AudioDecodeError: (descriptor models) openSMILE cannot process the wave.
+        """
+        if self.lld:
+            p = _Pending("array", n_samples=len(wave))
+            windows = list(self._descriptor_windows(np.asarray(wave, np.float32), p, self.sample_rate))
+            return np.stack([self._lld_row(p, w) for w in windows])
         slicer = WindowSlicer(self.clip_samples, self.hop_samples)
         return np.stack([w.samples for w in (*slicer.push(np.asarray(wave, np.float32)), *slicer.finish())])
 
     @torch.inference_mode()
     def logits(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
-        """``[n, clip_samples]`` waveforms -> ``[n, n_classes]`` raw logits (before the
+        """``[n, clip_samples]`` waveforms (descriptor models: ``[n, n_features,
+        clip_frames]`` descriptor windows) -> ``[n, n_classes]`` raw logits (before the
         temperature).
 
         Args:
@@ -254,8 +278,18 @@ class Predictor:
         Raises:
             ValueError: no audio at all.
         """
-        stats = recording_stats(self.features, waves, self.features.config.n_features, self.device)
+        stats = self._recording_stats(waves)
         return stats.mean.to(self.device), stats.std.to(self.device)
+
+    def _recording_stats(self, waves) -> FeatureStats:
+        """Feature statistics over all frames of ``waves`` (``[time]`` arrays): the
+        front-end's frames, or each whole wave's openSMILE descriptors (descriptor models)."""
+        if not self.lld:
+            return recording_stats(self.features, waves, self.features.config.n_features, self.device)
+        stats = FeatureStats(self.features.config.n_features)
+        for wave in waves:
+            stats.update(torch.tensor(self._descriptors(np.asarray(wave, np.float32))))  # a copy of the shared, read-only memo entry
+        return stats
 
     def enrol(self, inputs, sample_rate: int | None = None) -> list[str]:
         """Take the speaker's statistics from enrolment recordings (``speaker_stats="enrol"``).
@@ -346,7 +380,11 @@ class Predictor:
                     raise AudioDecodeError(f"{source}: contains NaN or infinite samples")
                 yield block
         try:
-            stats = recording_stats(self.features, finite_blocks(), self.features.config.n_features, self.device)
+            if self.lld:  # descriptors of the whole input, as training takes them per file
+                blocks = list(finite_blocks())
+                stats = self._recording_stats([np.concatenate(blocks)] if blocks else [])
+            else:
+                stats = recording_stats(self.features, finite_blocks(), self.features.config.n_features, self.device)
         except (AudioDecodeError, OSError, ValueError, TypeError):
             return None
         return stats if stats.count else None
@@ -357,6 +395,9 @@ class Predictor:
         Raises:
             AudioDecodeError: the input cannot be used (the message says why).
         """
+        if self.lld:
+            yield from self._descriptor_windows(item, pending, sample_rate)
+            return
         if self.scoring == "center":
             yield from self._centre_clip(item, pending, sample_rate)
             return
@@ -366,6 +407,45 @@ class Predictor:
         pending.n_samples = slicer.total
         self._check_length(pending)
         yield from slicer.finish()
+
+    def _descriptor_windows(self, item, pending: _Pending, sample_rate: int | None) -> Iterator[Window]:
+        """Descriptor models: decode the whole input, compute its descriptors once
+        (``pending.lld``) and yield the windows :meth:`predict` scores (their samples are
+        only used for the silence rule; :meth:`_lld_row` cuts their descriptor frames).
+
+        Raises:
+            AudioDecodeError: the input cannot be used, or openSMILE cannot process it.
+        """
+        blocks = list(self._input_blocks(item, sample_rate, pending.source, pending))
+        wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        pending.n_samples = len(wave)
+        self._check_length(pending)
+        if not np.isfinite(wave).all():
+            raise AudioDecodeError(f"{pending.source}: contains NaN or infinite samples")
+        try:
+            pending.lld = self._descriptors(wave)
+        except AudioDecodeError as exc:
+            raise AudioDecodeError(f"{pending.source}: {exc}") from None
+        if self.scoring == "center":
+            start = max(0, (len(wave) - self.clip_samples) // 2)
+            real = wave[start:start + self.clip_samples]
+            yield Window(start, start + len(real), real, energy_dbfs(real))
+            return
+        slicer = WindowSlicer(self.clip_samples, self.hop_samples)
+        yield from slicer.push(wave)
+        yield from slicer.finish()
+
+    def _lld_row(self, pending: _Pending, window: Window, out: np.ndarray | None = None) -> np.ndarray:
+        """``[n_features, clip_frames]`` descriptor frames of ``window`` of an input whose
+        descriptors are ``pending.lld``: from frame ``start // hop``; the centred window
+        (:func:`~ser_lightning.transforms.lld_windows.centred_start`, as training's
+        evaluation windows) for ``scoring="center"`` and for an input shorter than a window."""
+        n = pending.lld.shape[1]
+        if self.scoring == "center" or pending.n_samples < self.clip_samples:
+            start = centred_start(n, self.clip_frames)
+        else:
+            start = frame_of(window.start, self.features.config.hop_length)
+        return lld_window(pending.lld, start, self.clip_frames, out)
 
     def _check_length(self, pending: _Pending) -> None:
         if pending.n_samples < self.min_samples:
@@ -439,7 +519,8 @@ class Predictor:
         if isinstance(inputs, (str, Path, np.ndarray)) or _is_array_pair(inputs):
             inputs = [inputs]
         pendings: list[_Pending] = []
-        batch = np.empty((batch_size, self.clip_samples), np.float32)
+        batch = np.empty((batch_size, self.features.config.n_features, self.clip_frames) if self.lld else
+                         (batch_size, self.clip_samples), np.float32)
         batch_rows: list[tuple[_Pending, int]] = []
         batch_groups: list[int] = []
         pairs = [(item[0], int(item[1])) if _is_array_pair(item) else (item, sample_rate) for item in inputs]
@@ -472,7 +553,10 @@ class Predictor:
                     p.windows.append(WindowPrediction(w.start / self.sample_rate, w.end / self.sample_rate, w.energy_dbfs))
                     p.logits.append(None)
                     if (self.silence_dbfs is None or w.energy_dbfs >= self.silence_dbfs) and not missing_stats:
-                        batch[len(batch_rows)] = w.samples
+                        if self.lld:
+                            self._lld_row(p, w, batch[len(batch_rows)])
+                        else:
+                            batch[len(batch_rows)] = w.samples
                         batch_rows.append((p, len(p.logits) - 1))
                         batch_groups.append(groups[i])
                         if len(batch_rows) == batch_size:
@@ -563,14 +647,16 @@ class Predictor:
             if self.speaker_normalized and group_stats[groups[i]] is None:
                 left_out[source] = "no speaker statistics could be computed for it"
                 return []
+            pending = _Pending(source)
             try:
                 if not isinstance(item, (str, Path, np.ndarray)):
                     raise AudioDecodeError(f"unsupported input type {type(item).__name__}")
-                windows = list(self._stream_windows(item if isinstance(item, np.ndarray) else Path(item), _Pending(source), rate))
+                windows = list(self._stream_windows(item if isinstance(item, np.ndarray) else Path(item), pending, rate))
             except AudioDecodeError as exc:
                 left_out[source] = str(exc)
                 return []
-            kept = [w.samples for w in windows if self.silence_dbfs is None or w.energy_dbfs >= self.silence_dbfs]
+            kept = [self._lld_row(pending, w) if self.lld else w.samples
+                    for w in windows if self.silence_dbfs is None or w.energy_dbfs >= self.silence_dbfs]
             if not kept:
                 left_out[source] = "silent throughout"
             return kept

@@ -46,6 +46,8 @@ def build_datamodule(cfg: DictConfig):
     the first reads every crop from the cache.
     """
     extra = {"train_crop": "windows"} if uses_embedding_cache(cfg) else {}
+    if OmegaConf.select(cfg, "features.kind") in ("egemaps", "compare"):  # openSMILE descriptors: their per-file cache
+        extra["feature_cache_dir"] = OmegaConf.select(cfg, "paths.feature_cache_dir")
     return instantiate(
         cfg.data,
         features=_container(cfg.features),

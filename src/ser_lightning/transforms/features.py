@@ -1,5 +1,10 @@
 """The feature front-end: waveforms -> log-mel spectrogram or MFCC, as an ``nn.Module``.
 
+For the openSMILE descriptor kinds (``egemaps``, ``compare``) the descriptors are
+computed once per file on the CPU (:mod:`ser_lightning.transforms.lld_windows`, cached by
+:mod:`ser_lightning.data.feature_cache`) and windows of them reach this module instead of
+waveforms: it then only normalises them.
+
 It runs on whatever device the batch is on (the DataModule calls it in
 ``on_after_batch_transfer``), and the same module, rebuilt from the checkpoint's
 settings, serves prediction and export.
@@ -15,7 +20,10 @@ from torch import nn
 
 from ser_lightning.errors import ConfigError
 
-FEATURE_KINDS = ("logmel", "mfcc", "seed", "waveform")
+FEATURE_KINDS = ("logmel", "mfcc", "seed", "waveform", "egemaps", "compare")
+#: openSMILE low-level descriptor kinds (eGeMAPS v02: 25, ComParE 2016: 65 per 10 ms frame):
+#: their input is ``[batch, n_descriptors, frames]`` windows of the file's descriptors.
+LLD_KINDS = {"egemaps": 25, "compare": 65}
 NORMALIZATIONS = ("utterance", "speaker", "none")
 #: Rows of the ``seed`` stack per frame besides the MFCCs and mel bands: ZCR, 12 chroma, RMS.
 SEED_EXTRA_ROWS = 1 + 12 + 1
@@ -29,7 +37,11 @@ class FeatureConfig:
         kind: ``"logmel"`` (log-mel spectrogram in dB), ``"mfcc"``, or ``"seed"``: the
             frame-level stack of earlier Conv1D SER projects, rows in this order:
             zero-crossing rate (1), chroma from the STFT (12), MFCC (``n_mfcc``), RMS
-            energy (1), log-mel spectrogram (``n_mels``), all from one STFT.
+            energy (1), log-mel spectrogram (``n_mels``), all from one STFT;
+            ``"egemaps"`` / ``"compare"``: openSMILE's 25 / 65 low-level descriptors per
+            10 ms frame (Eyben et al. 2016; Schuller et al. 2016), computed per file
+            before the windows are cut (hop fixed at 10 ms, ``hop_length`` is set to
+            ``sample_rate / 100``; the STFT settings are unused).
         sample_rate: input rate in Hz.
         n_fft: FFT size in samples (400 = 25 ms at 16 kHz).
         win_length: window length in samples.
@@ -70,6 +82,9 @@ class FeatureConfig:
             raise ConfigError(f"features.kind='{out.kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
         if out.normalize not in NORMALIZATIONS:
             raise ConfigError(f"features.normalize='{out.normalize}' is unknown; allowed: {list(NORMALIZATIONS)}")
+        if out.kind in LLD_KINDS:
+            out.hop_length = out.sample_rate // 100  # openSMILE's frame step: 10 ms
+            out.win_length = max(out.win_length, int(round(0.064 * out.sample_rate)))  # shortest input openSMILE fills
         if out.kind == "waveform" and out.normalize != "none":
             raise ConfigError(f"features.kind=waveform passes the samples to a speech encoder unchanged: features.normalize "
                               f"must be none, got '{out.normalize}' (the encoder normalises its input itself)")
@@ -85,12 +100,22 @@ class FeatureConfig:
             return SEED_EXTRA_ROWS + self.n_mfcc + self.n_mels
         if self.kind == "waveform":
             return 1
+        if self.kind in LLD_KINDS:
+            return LLD_KINDS[self.kind]
         return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
+    @property
+    def is_lld(self) -> bool:
+        """Whether the input is openSMILE descriptor windows (``egemaps``, ``compare``), not waveforms."""
+        return self.kind in LLD_KINDS
+
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for ``n_samples`` (centred STFT; ``waveform``: the samples)."""
+        """Frames produced for ``n_samples`` (centred STFT; ``waveform``: the samples;
+        descriptors: ``n_samples // hop_length``, the frames of a window)."""
         if self.kind == "waveform":
             return n_samples
+        if self.kind in LLD_KINDS:
+            return n_samples // self.hop_length
         return n_samples // self.hop_length + 1
 
 
@@ -149,6 +174,9 @@ class FeatureExtractor(nn.Module):
     orthonormal DCT of the log-mel bands (as ``torchaudio.transforms.MFCC`` computes
     it), so both share one STFT.
     Waveform (``kind="waveform"``): the samples unchanged, ``[batch, 1, time]``.
+    Descriptors (``kind="egemaps"|"compare"``): the input is already ``[batch,
+    n_descriptors, frames]`` (windows of openSMILE's per-file descriptors,
+    :mod:`ser_lightning.transforms.lld_windows`); only the normalisation is applied.
     Per-utterance normalisation subtracts each feature's mean over time and divides by
     its standard deviation (cepstral mean and variance normalisation). With
     ``normalize="speaker"`` or ``"none"`` the output is not normalised here.
@@ -179,11 +207,20 @@ class FeatureExtractor(nn.Module):
         return self.config.n_features
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        """Args: waves ``[batch, time]`` float. Returns ``[batch, n_features, frames]``.
+        """Args: waves ``[batch, time]`` float (descriptor kinds: ``[batch, n_features,
+        frames]``). Returns ``[batch, n_features, frames]``.
 
         Raises:
-            ValueError: input that is not 2-D.
+            ValueError: input that is not 2-D (descriptor kinds: not ``[batch, n_features, frames]``).
         """
+        if self.config.is_lld:
+            if waves.dim() != 3 or waves.shape[1] != self.config.n_features:
+                raise ValueError(f"features.kind={self.config.kind} expects [batch, {self.config.n_features}, frames] "
+                                 f"descriptor windows, got shape {tuple(waves.shape)}")
+            feats = waves.float()
+            if self.config.normalize == "utterance":
+                feats = (feats - feats.mean(dim=-1, keepdim=True)) / (feats.std(dim=-1, keepdim=True) + 1e-5)
+            return feats
         if waves.dim() != 2:
             raise ValueError(f"FeatureExtractor expects [batch, time] waveforms, got shape {tuple(waves.shape)}")
         if self.config.kind == "waveform":

@@ -1,10 +1,10 @@
-"""A tiny synthetic corpus for the models on openSMILE functionals (SVM, MLP): voice-like
-signals whose classes differ in pitch and loudness, so openSMILE finds them and a model
-separates them for an unseen speaker."""
+"""A tiny synthetic corpus and a runner for the openSMILE tests (test_expert_features.py,
+test_lld_features.py, test_mlp_head.py): vowel-like voices whose classes differ in pitch and loudness."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +42,22 @@ def tiny_corpus(root: Path, test_labels_shuffled: bool = False) -> Path:
     with manifest.open("w", newline="") as fh:
         csv.writer(fh).writerows([["path", "label", "speaker"], *rows])
     return manifest
+
+
+def run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from ser_lightning.training.pipeline import train
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=svm", "features=egemaps", "data=manifest", f"data.root={manifest}",
+                                          "data.split=cross", "data.test_speakers=[s3]", "data.val_fraction=0.25",
+                                          "model.C=[0.1,1.0]", "logger=none", *extra])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / out)
+        cfg.paths.cache_dir = str(tmp_path / "waves")
+        cfg.paths.feature_cache_dir = str(tmp_path / "feats")
+    train(cfg)
+    return json.loads((tmp_path / out / "metrics.json").read_text())
