@@ -274,8 +274,15 @@ def test_general_model_is_set_beside_each_corpus_alone_on_the_same_recipe(tmp_pa
     fake_run(alone, "nemo", 0.25, 0.3)
     other = recipe_dir(tmp_path, "own7", "other-recipe", command="python scripts/results.py run own7")
     fake_run(other, "tess", 0.9, 0.9)  # another recipe: never paired with gen
+    variant = recipe_dir(tmp_path, "general7", "gen-corpus-sampler", command="python scripts/results.py run general7")
+    fake_run(variant, "seed0", 0.5, 0.5, {"ased": {"war": 0.7, "uar": 0.7, "n": 40}})
+    for other_recipe in ("genx", "gen-2ep"):  # other recipes than gen: no pair
+        fake_run(recipe_dir(tmp_path, "general7", other_recipe, command="python scripts/results.py run general7"), "seed0", 0.5, 0.5,
+                 {"ased": {"war": 0.7, "uar": 0.7, "n": 40}})
     results.table(argparse.Namespace())
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| gen | seed0 | ased | 40 | 55.0 | 60.0 | -5.0 |" in text
-    assert "| gen | seed0 | nemo | 20 | 30.0 | 25.0 | +5.0 |" in text
-    assert "| gen | seed0 | tess |" not in text.split("## The general model against")[1].split("## Notes")[0]
+    assert "| gen | seed0 | ased | 40 | 55.0 | 60.0 (gen) | -5.0 |" in text
+    assert "| gen | seed0 | nemo | 20 | 30.0 | 25.0 (gen) | +5.0 |" in text
+    section = text.split("## The general model against")[1].split("## Notes")[0]
+    assert "| gen | seed0 | tess |" not in section and "| genx |" not in section and "| gen-2ep |" not in section
+    assert "| gen-corpus-sampler | seed0 | ased | 40 | 70.0 | 60.0 (gen) | +10.0 |" in section

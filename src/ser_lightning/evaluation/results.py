@@ -681,13 +681,21 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Recipe-tag suffixes of general7 variants that change only how the corpora are mixed in
+#: training (a no-op on one corpus), so their "corpus alone" is the base recipe's own7 run.
+MIXING_SUFFIXES = ("-corpus-sampler",)
+
+
 def general_against_alone(runs: list[dict]) -> list[str]:
     """The general model beside each corpus trained alone (EmoBox-style, one row per corpus).
 
     Pairs each ``general7`` run's per-corpus test score (``test_by_corpus``) with the
-    ``own7`` run of the same recipe tag whose job is that corpus: the same test speakers
-    (both split each corpus with ``speaker_split`` and seed 0) and the same test-time
-    statistics, one corpus in training instead of seven. Nothing when no pair exists.
+    ``own7`` run whose job is that corpus and whose tag is the general run's tag, or the
+    general tag less a suffix of :data:`MIXING_SUFFIXES` (``<recipe>-corpus-sampler``
+    pairs with ``<recipe>``: a variant that only changes how corpora are mixed is the same
+    recipe on one corpus; ``<recipe>-2ep`` is another recipe): the same test speakers (both split each corpus with ``speaker_split``
+    and seed 0) and the same test-time statistics, one corpus in training instead of seven.
+    Nothing when no pair exists.
     """
     alone = {(r["tag"], r["job"]): r["metrics"] for r in runs if r["protocol"] == "own7"}
     rows = []
@@ -695,18 +703,20 @@ def general_against_alone(runs: list[dict]) -> list[str]:
         if r["protocol"] != "general7":
             continue
         for corpus, m in sorted(r["metrics"].get("test_by_corpus", {}).items()):
-            own = alone.get((r["tag"], corpus))
-            if own is None:
+            bases = [r["tag"], *(r["tag"][:-len(x)] for x in MIXING_SUFFIXES if r["tag"].endswith(x))]
+            tag = next((t for t in bases if (t, corpus) in alone), None)
+            if tag is None:
                 continue
+            own = alone[(tag, corpus)]
             diff = 100 * (m["uar"] - own["test/uar"])
-            rows.append(f"| {r['tag']} | {r['job']} | {corpus} | {m['n']} | {100 * m['uar']:.1f} | {100 * own['test/uar']:.1f} | "
+            rows.append(f"| {r['tag']} | {r['job']} | {corpus} | {m['n']} | {100 * m['uar']:.1f} | {100 * own['test/uar']:.1f} ({tag}) | "
                         f"{diff:+.1f} |")
     if not rows:
         return []
     return ["", "## The general model against each corpus alone (general7 vs own7: same test speakers, same recipe)", "",
             "Test UAR % on each corpus's held-out speakers, its own classes, the run's test-time statistics; \"alone\" "
             "trains on that corpus only. Positive difference: the general model is better.", "",
-            "| recipe | general7 job | corpus | test utterances | general model | corpus alone | difference (points) |",
+            "| recipe | general7 job | corpus | test utterances | general model | corpus alone (its recipe) | difference (points) |",
             "|---|---|---|---|---|---|---|", *rows]
 
 
