@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -18,7 +17,7 @@ from ser_lightning.data.feature_cache import _entry, feature_key, load_or_extrac
 from ser_lightning.errors import AudioDecodeError, ConfigError  # noqa: E402
 from ser_lightning.transforms.opensmile_features import extract, feature_names  # noqa: E402
 from tests.conftest import write_tone  # noqa: E402
-from tests.helpers.expert import SR, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
+from tests.helpers.expert import SR, confusion_on_test_part, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
 
 
 @pytest.mark.parametrize("name, n_func, n_lld", [("egemaps", 88, 25), ("compare", 6373, 65)])
@@ -135,15 +134,7 @@ def test_saved_svm_predicts_files_as_the_run_scored_them(svm_runs):
     m = json.loads((run / "metrics.json").read_text())
     predictor = load_predictor(run / "checkpoints" / "svm.pt")
     assert isinstance(predictor, FunctionalsPredictor) and predictor.class_names == m["class_names"]
-    with (run / "splits" / "test.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    predictions = predictor.predict([r["path"] for r in rows])
-    n = len(m["class_names"])
-    cm = np.zeros((n, n), int)
-    for r, p in zip(rows, predictions, strict=True):
-        assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
-        cm[m["class_names"].index(r["label"]), m["class_names"].index(p.label)] += 1
-    assert cm.tolist() == m["confusion_matrix"]
+    assert confusion_on_test_part(predictor, run, m["class_names"])[0] == m["confusion_matrix"]
     bad = predictor.predict([str(svm_runs / "missing.wav")])[0]
     assert bad.error and bad.label is None
     with pytest.raises(ConfigError, match="adapt=bn"):

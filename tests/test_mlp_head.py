@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("opensmile")
 
 from ser_lightning.errors import CheckpointError, ConfigError  # noqa: E402
-from tests.helpers.expert import tiny_corpus  # noqa: E402
+from tests.helpers.expert import confusion_on_test_part, tiny_corpus  # noqa: E402
 
 FAST = ["trainer=cpu", "trainer.max_epochs=12", "callbacks.progress_bar.refresh_rate=0", "data.batch_size=8", "logger=csv"]
 
@@ -99,23 +99,16 @@ def test_checkpoint_round_trip_predict_and_eval_agree(mlp_runs, tmp_path):
     predictor = predictor_from_config(compose_predict(f"ckpt_path={best}", "input=unused.wav"))
     assert isinstance(predictor, FunctionalsPredictor) and predictor.class_names == m["class_names"]
     assert predictor.temperature == load_predictor(best).temperature  # the calibration stored after training
-    with (run / "splits" / "test.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    predictions = predictor.predict([r["path"] for r in rows])
-    n = len(m["class_names"])
-    cm = np.zeros((n, n), int)
-    for r, p in zip(rows, predictions, strict=True):
-        assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
-        cm[m["class_names"].index(r["label"]), m["class_names"].index(p.label)] += 1
-    assert cm.tolist() == m["confusion_matrix"]
+    confusion, predictions = confusion_on_test_part(predictor, run, m["class_names"])
+    assert confusion == m["confusion_matrix"]
 
     data_cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml").data, resolve=True)
     report = evaluate_checkpoint(best, data_cfg, part="test", device="cpu", output_dir=tmp_path / "eval")
     assert report["eval/uar"] == pytest.approx(m["test/uar"]) and report["confusion_matrix"] == m["confusion_matrix"]
     with (tmp_path / "eval" / "predictions.csv").open() as fh:
         evaluated = {r["path"]: float(r["probability"]) for r in csv.DictReader(fh)}
-    for r, p in zip(rows, predictions, strict=True):
-        assert evaluated[r["path"]] == pytest.approx(p.confidence, abs=1e-6)
+    for path, p in predictions.items():
+        assert evaluated[path] == pytest.approx(p.confidence, abs=1e-6)
     with pytest.raises(ConfigError, match="adapt=bn"):
         predictor.adapted([])
 

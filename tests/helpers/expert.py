@@ -61,3 +61,21 @@ def run_svm(tmp_path: Path, manifest: Path, out: str, *extra: str) -> dict:
         cfg.paths.feature_cache_dir = str(tmp_path / "feats")
     train(cfg)
     return json.loads((tmp_path / out / "metrics.json").read_text())
+
+
+def confusion_on_test_part(predictor, run: Path, class_names: list[str]) -> tuple[list[list[int]], dict]:
+    """The confusion matrix of ``predictor`` on the run's test part (``splits/test.csv``)
+    and its predictions by path, checking that every file got a prediction whose
+    probabilities sum to 1."""
+    import csv
+
+    import numpy as np
+
+    with (run / "splits" / "test.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    predictions = predictor.predict([r["path"] for r in rows])
+    cm = np.zeros((len(class_names), len(class_names)), int)
+    for r, p in zip(rows, predictions, strict=True):
+        assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
+        cm[class_names.index(r["label"]), class_names.index(p.label)] += 1
+    return cm.tolist(), {r["path"]: p for r, p in zip(rows, predictions, strict=True)}

@@ -42,7 +42,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ser_lightning.baselines.functionals import Standardizer, functionals_config_problems, prepare_functionals, score_functionals_run
 from ser_lightning.errors import ConfigError
 from ser_lightning.models.mlp import MLPHead
-from ser_lightning.models.module import OPTIMIZERS, SCHEDULERS, SERModule
+from ser_lightning.models.module import SERModule, checked_optimization
 from ser_lightning.transforms.opensmile_features import feature_names
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,7 @@ class FunctionalsMLPModule(SERModule):
                  optimizer: dict | None = None, scheduler: dict | None = None, label_smoothing: float = 0.0,
                  class_weights: list[float] | None = None, data_settings: dict | None = None, split_fingerprint: str | None = None):
         L.LightningModule.__init__(self)  # see the class docstring: SERModule's own __init__ does not apply
-        optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
-        scheduler = dict(scheduler or {"name": "none"})
-        if optimizer.get("name") not in OPTIMIZERS:
-            raise ConfigError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
-        if not optimizer.get("lr", 0) > 0:
-            raise ConfigError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
-        if scheduler.get("name") not in SCHEDULERS:
-            raise ConfigError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+        optimizer, scheduler = checked_optimization(optimizer, scheduler)
         hidden = [int(h) for h in (hidden or [])]
         self.save_hyperparameters({  # named explicitly: Lightning's frame inspection looks for SERModule's arguments
             "class_names": list(class_names), "features": dict(features), "n_features": int(n_features), "hidden": hidden,

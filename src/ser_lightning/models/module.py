@@ -32,6 +32,24 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
 
 
+def checked_optimization(optimizer: dict | None, scheduler: dict | None) -> tuple[dict, dict]:
+    """``model.optimizer`` and ``model.scheduler`` with their defaults (AdamW at 1e-3, no
+    schedule), checked.
+
+    Raises:
+        ConfigError: an unknown optimizer or scheduler name, or a learning rate not > 0.
+    """
+    optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
+    scheduler = dict(scheduler or {"name": "none"})
+    if optimizer.get("name") not in OPTIMIZERS:
+        raise ConfigError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
+    if not optimizer.get("lr", 0) > 0:
+        raise ConfigError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
+    if scheduler.get("name") not in SCHEDULERS:
+        raise ConfigError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+    return optimizer, scheduler
+
+
 class SERModule(L.LightningModule):
     """Emotion classifier: features ``[batch, n_features, frames]`` -> logits ``[batch, n_classes]``.
 
@@ -78,14 +96,7 @@ class SERModule(L.LightningModule):
         encoder: dict | None = None,
     ):
         super().__init__()
-        optimizer = dict(optimizer or {"name": "adamw", "lr": 1e-3})
-        scheduler = dict(scheduler or {"name": "none"})
-        if optimizer.get("name") not in OPTIMIZERS:
-            raise ConfigError(f"model.optimizer.name='{optimizer.get('name')}' is unknown; allowed: {sorted(OPTIMIZERS)}")
-        if not optimizer.get("lr", 0) > 0:
-            raise ConfigError(f"model.optimizer.lr must be > 0, got {optimizer.get('lr')}")
-        if scheduler.get("name") not in SCHEDULERS:
-            raise ConfigError(f"model.scheduler.name='{scheduler.get('name')}' is unknown; allowed: {list(SCHEDULERS)}")
+        optimizer, scheduler = checked_optimization(optimizer, scheduler)
         if len(class_names) < 2:
             raise ValueError(f"need at least 2 classes, got {class_names}")
         self.save_hyperparameters()
