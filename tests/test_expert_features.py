@@ -17,7 +17,7 @@ from ser_lightning.data.feature_cache import _entry, feature_key, load_or_extrac
 from ser_lightning.errors import AudioDecodeError, ConfigError  # noqa: E402
 from ser_lightning.transforms.opensmile_features import extract, feature_names  # noqa: E402
 from tests.conftest import write_tone  # noqa: E402
-from tests.helpers.expert import SR, confusion_on_test_part, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
+from tests.helpers.expert import assert_fusion_is_member_mean, SR, confusion_on_test_part, run_svm as _run_svm, tiny_corpus as _tiny_corpus, voice as _voice  # noqa: E402
 
 
 @pytest.mark.parametrize("name, n_func, n_lld", [("egemaps", 88, 25), ("compare", 6373, 65)])
@@ -144,19 +144,13 @@ def test_saved_svm_predicts_files_as_the_run_scored_them(svm_runs):
 def test_late_fusion_through_the_ensemble_path(svm_runs):
     """results.py's ensemble scorer on two functionals models: file-level probability average."""
     from ser_lightning.evaluation.ensemble import evaluate_ensemble
-    from ser_lightning.inference.loading import load_predictor
 
     runs = [svm_runs / "run", svm_runs / "spk"]
     scores = evaluate_ensemble(runs, parts=("val", "test"))
     member_val = [json.loads((r / "metrics.json").read_text())["val_by_stats"] for r in runs]
     assert scores["val"].member_uar[0] == pytest.approx(member_val[0]["utterance"]["uar"])
     assert scores["test"].probabilities.shape == (18, 3)
-    fused = load_predictor([r / "checkpoints" / "svm.pt" for r in runs])
-    alone = [load_predictor(r / "checkpoints" / "svm.pt") for r in runs]
-    path = scores["test"].paths[0]
-    expected = np.mean([[p.predict([path])[0].probabilities[c] for c in fused.class_names] for p in alone], axis=0)
-    got = fused.predict([path])[0].probabilities
-    np.testing.assert_allclose([got[c] for c in fused.class_names], expected, atol=1e-6)
+    assert_fusion_is_member_mean([r / "checkpoints" / "svm.pt" for r in runs], scores["test"].paths[0])
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])

@@ -79,3 +79,17 @@ def confusion_on_test_part(predictor, run: Path, class_names: list[str]) -> tupl
         assert p.error is None and abs(sum(p.probabilities.values()) - 1) < 1e-5
         cm[class_names.index(r["label"]), class_names.index(p.label)] += 1
     return cm.tolist(), {r["path"]: p for r, p in zip(rows, predictions, strict=True)}
+
+
+def assert_fusion_is_member_mean(checkpoints: list, path: str) -> None:
+    """The fused predictor of ``checkpoints`` gives ``path`` the mean of its members'
+    class probabilities (late fusion through the ensemble path)."""
+    import numpy as np
+
+    from ser_lightning.inference.loading import load_predictor
+
+    fused = load_predictor(checkpoints)
+    alone = [load_predictor(c) for c in checkpoints]
+    expected = np.mean([[p.predict([path])[0].probabilities[c] for c in fused.class_names] for p in alone], axis=0)
+    got = fused.predict([path])[0].probabilities
+    np.testing.assert_allclose([got[c] for c in fused.class_names], expected, atol=1e-6)
