@@ -1,5 +1,5 @@
-"""What the models on utterance functionals share: the data (openSMILE functionals of the
-usable files, the split, the run directory's split records), the standardisation and the
+"""What the models on utterance functionals share: the data (openSMILE functionals, or a
+frozen encoder's utterance embeddings (``features=encoder``), of the usable files, the split, the run directory's split records), the standardisation and the
 scoring of the saved model by the one scorer into ``metrics.json``.
 
 Used by the SVM baseline (:mod:`ser_lightning.baselines.svm`, ``model=svm``) and the MLP /
@@ -31,12 +31,13 @@ from ser_lightning.evaluation.run_scoring import calibration_report, headline_me
 from ser_lightning.inference.functionals import SCORING, FunctionalsPredictor
 from ser_lightning.labels import sort_labels
 from ser_lightning.metrics import write_per_class_csv
-from ser_lightning.transforms.opensmile_features import FEATURE_SETS
+from ser_lightning.data.utterance_features import KINDS, encoder_record, utterance_features
 
 log = logging.getLogger(__name__)
 
-#: ``model.standardize`` values.
-STANDARDIZE = ("training", "speaker")
+#: ``model.standardize`` values: the training part's statistics; each speaker's own; each
+#: corpus's own (a test corpus then by its input set's statistics, or the training ones).
+STANDARDIZE = ("training", "speaker", "corpus")
 
 
 def functionals_config_problems(cfg: DictConfig, model: str) -> list[str]:
@@ -44,13 +45,20 @@ def functionals_config_problems(cfg: DictConfig, model: str) -> list[str]:
     one line each (the caller raises one :class:`~ser_lightning.errors.ConfigError` with its own)."""
     problems = []
     kind = OmegaConf.select(cfg, "features.kind")
-    if kind not in FEATURE_SETS:
-        problems.append(f"features={kind}: model={model} takes openSMILE functionals; use features=egemaps or features=compare")
+    if kind not in KINDS:
+        problems.append(f"features={kind}: model={model} takes utterance functionals; use features=egemaps, compare or encoder")
     if cfg.model.get("standardize") not in STANDARDIZE:
         problems.append(f"model.standardize={cfg.model.get('standardize')}: allowed {list(STANDARDIZE)}")
     if str(OmegaConf.select(cfg, "data.trim") or "none") != "none":
         problems.append(f"data.trim={OmegaConf.select(cfg, 'data.trim')}: model={model} takes the functionals of the whole, untrimmed file")
     return problems
+
+
+def _device(cfg: DictConfig) -> str:
+    """Where an encoder embedding runs: ``features.device``, else CUDA when available."""
+    import torch
+
+    return str(OmegaConf.select(cfg, "features.device") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +98,14 @@ class FunctionalsData:
         split: the :class:`~ser_lightning.data.splits.Split`.
         class_names: sorted class names.
         fingerprint: the split fingerprint.
-        feature_set: ``egemaps`` or ``compare``.
+        feature_set: ``egemaps``, ``compare`` or ``encoder``.
         sample_rate: Hz.
         corpus: the data config's corpus name.
-        n_features: 88 or 6,373.
+        n_features: 88, 6,373, or the encoder embedding's size (Whisper base: 4,096).
         skipped: path -> reason of every file left out.
         extraction: cache hits, computed files, seconds (for ``metrics.json``).
+        record: the ``features`` entry a checkpoint stores (kind, level, names or the encoder's record).
+        extractor: the utterance feature extractor (handed to the scorer: an encoder is loaded once).
         memo: ``sha1 of each wave's bytes -> functionals`` for the scorer (no second extraction).
         waveform_of: ``rows -> (i -> wave [time] float32)`` as the scorer reads waves.
     """
@@ -110,23 +120,26 @@ class FunctionalsData:
     n_features: int
     skipped: dict
     extraction: dict
+    record: dict
+    extractor: object
     memo: dict
     waveform_of: object
     data_settings: dict
 
     def standardized(self, standardizer: Standardizer) -> dict[str, np.ndarray]:
         """The training and validation parts standardised: ``training``: by the training
-        part's statistics; ``speaker``: each speaker by their own statistics over their
-        files of that part (a training speaker's validation utterances, SAVEE, by their
-        validation statistics; labels never used)."""
+        part's statistics; ``speaker`` (``corpus``): each speaker (corpus) by their own
+        statistics over their files of that part (a training speaker's validation
+        utterances, SAVEE, by their validation statistics; labels never used)."""
         out = {}
         for name in ("train", "val"):
             p = self.parts[name]
             if standardizer.mode == "training":
                 out[name] = standardizer(p.x)
                 continue
-            per = {spk: stats(p.x[[i for i, s in enumerate(p.speakers) if s == spk]]) for spk in dict.fromkeys(p.speakers)}
-            out[name] = standardizer(p.x, [per[spk] for spk in p.speakers])
+            groups = p.corpora if standardizer.mode == "corpus" else p.speakers
+            per = {g: stats(p.x[[i for i, s in enumerate(groups) if s == g]]) for g in dict.fromkeys(groups)}
+            out[name] = standardizer(p.x, [per[g] for g in groups])
         return out
 
 
@@ -148,9 +161,10 @@ def prepare_functionals(cfg: DictConfig) -> FunctionalsData:
     trim = str(data_cfg.get("trim") or "none")
     rows = read_rows(s["corpus"], data_cfg["root"], s["gender"], s["reader_args"], s["extra_labels"])
     usable = drop_unusable(rows, s["sample_rate"], data_cfg.get("cache_dir"), s["min_seconds"], None, s["corpus"], trim=trim)
-    feats = load_or_extract([r.path for r in rows], usable.audio, name, "functionals",
+    extractor = utterance_features(OmegaConf.to_container(cfg.features, resolve=True), device=_device(cfg))
+    feats = load_or_extract([r.path for r in rows], usable.audio, extractor, "functionals",
                             OmegaConf.select(cfg, "paths.feature_cache_dir"), trim=trim)
-    log.info("openSMILE %s functionals of %d files: %d cached, %d computed (%.1f s of audio) in %.1f s", name, len(rows),
+    log.info("%s functionals of %d files: %d cached, %d computed (%.1f s of audio) in %.1f s", name, len(rows),
              feats.hits, feats.computed, feats.audio_seconds, feats.seconds)
     skipped = {**usable.skipped, **feats.errors}
     max_bad = float(data_cfg.get("max_bad_fraction", 0.05))
@@ -187,7 +201,8 @@ def prepare_functionals(cfg: DictConfig) -> FunctionalsData:
     return FunctionalsData(
         parts=parts, split=split, class_names=class_names, fingerprint=fingerprint, feature_set=name,
         sample_rate=int(s["sample_rate"]), corpus=str(s["corpus"]), n_features=int(feats.values.shape[1]), skipped=skipped,
-        extraction={"set": FEATURE_SETS[name][0], "n": int(feats.values.shape[1]), "cache_hits": feats.hits, "computed": feats.computed,
+        extractor=extractor, record=encoder_record(extractor) if name == "encoder" else extractor.record(),
+        extraction={"set": extractor.version, "n": int(feats.values.shape[1]), "cache_hits": feats.hits, "computed": feats.computed,
                     "extraction_seconds": feats.seconds, "computed_audio_seconds": feats.audio_seconds},
         memo=memo, waveform_of=lambda part_rows: (lambda i: usable.audio.wave(index[part_rows[i].path])),
         data_settings=data_fingerprint(data_cfg))
@@ -211,7 +226,7 @@ def score_functionals_run(cfg: DictConfig, data: FunctionalsData, ckpt: Path, ti
         The headline ``val/*`` and ``test/*`` metrics.
     """
     out_dir = Path(cfg.paths.output_dir)
-    predictor = FunctionalsPredictor.from_checkpoint(ckpt, calibration="none", memo=data.memo)
+    predictor = FunctionalsPredictor.from_checkpoint(ckpt, calibration="none", memo=data.memo, extractor=data.extractor)
     dm = SimpleNamespace(split=data.split, class_names=data.class_names, split_fingerprint=data.fingerprint, waveform_of=data.waveform_of)
     scoring_cfg = OmegaConf.merge(cfg, {"scoring": SCORING})
     scores = score_run(ckpt, dm, scoring_cfg, predictor=predictor)

@@ -43,7 +43,6 @@ from ser_lightning.baselines.functionals import Standardizer, functionals_config
 from ser_lightning.errors import ConfigError
 from ser_lightning.models.mlp import MLPHead
 from ser_lightning.models.module import SERModule, checked_optimization
-from ser_lightning.transforms.opensmile_features import feature_names
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def train_mlp(cfg: DictConfig, callbacks: list, loggers: list) -> dict[str, floa
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module = FunctionalsMLPModule(
         class_names=data.class_names,
-        features={"kind": data.feature_set, "level": "functionals", "names": list(feature_names(data.feature_set))},
+        features=data.record,
         n_features=data.n_features, hidden=list(model_cfg.get("hidden") or []), dropout=float(model_cfg.get("dropout", 0.0)),
         input_dropout=float(model_cfg.get("input_dropout", 0.0)), standardize=standardize, sample_rate=data.sample_rate,
         optimizer=model_cfg.get("optimizer"), scheduler=model_cfg.get("scheduler"),

@@ -52,7 +52,6 @@ from omegaconf import DictConfig
 from ser_lightning.baselines.functionals import STANDARDIZE, Standardizer, functionals_config_problems, prepare_functionals, score_functionals_run
 from ser_lightning.errors import ConfigError
 from ser_lightning.metrics import confusion_scores
-from ser_lightning.transforms.opensmile_features import feature_names
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ def train_svm(cfg: DictConfig) -> dict[str, float]:
     model, grid = select_svm(x["train"], tr.y, x["val"], va.y, len(data.class_names),
                              list(cfg.model.kernels), list(cfg.model.C), int(cfg.seed))
     log.info("chosen on validation: kernel=%s C=%g (val UAR %.3f)", model.kernel, model.C, max(g["val_uar"] for g in grid))
-    hp = {"model": "svm", "features": {"kind": name, "level": "functionals", "names": list(feature_names(name))},
+    hp = {"model": "svm", "features": data.record,
           "class_names": data.class_names, "standardize": standardize, "sample_rate": data.sample_rate,
           "data_settings": data.data_settings, "split_fingerprint": data.fingerprint}
     ckpt = out_dir / "checkpoints" / "svm.pt"

@@ -19,6 +19,7 @@ written atomically (temporary name, then rename).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -71,11 +72,11 @@ def _entry(cache_dir: Path, name: str, level: str, key: str) -> Path:
     return cache_dir / f"{name}-{level}" / key[:2] / f"{key}.npy"
 
 
-def _read_entry(file: Path, name: str, level: str) -> np.ndarray | None:
-    """The cached features, or ``None`` (logged) when the entry is damaged."""
+def _read_entry(file: Path, expected: int, level: str) -> np.ndarray | None:
+    """The cached features (``expected`` functionals, or descriptor rows), or ``None``
+    (logged) when the entry is damaged."""
     try:
         values = np.load(file, allow_pickle=False)
-        expected = n_features(name, level)
         ok = (values.shape == (expected,)) if level == "functionals" else (values.ndim == 2 and values.shape[0] == expected and values.shape[1] > 0)
         if ok and values.dtype == np.float32 and np.all(np.isfinite(values)):
             return values
@@ -93,16 +94,20 @@ def _write_entry(file: Path, values: np.ndarray) -> None:
     os.replace(tmp, file)
 
 
-def load_or_extract(paths: list[str], audio: DecodedAudio, name: str, level: str = "functionals",
+def load_or_extract(paths: list[str], audio: DecodedAudio, name, level: str = "functionals",
                     cache_dir: str | Path | None = None, trim: str = "none", workers: int | None = None,
                     wave: Callable[[int], np.ndarray] | None = None) -> ExpertFeatures:
-    """openSMILE features of ``paths``, from the per-file cache when it holds them.
+    """openSMILE features (or a frozen encoder's utterance embeddings) of ``paths``, from the
+    per-file cache when it holds them.
 
     Args:
         paths: the files, in the order of ``audio``.
         audio: their decoded waves (:func:`~ser_lightning.data.cache.load_or_decode`);
             a file in ``audio.errors`` is skipped with that reason.
-        name, level: see :mod:`ser_lightning.transforms.opensmile_features`.
+        name, level: an openSMILE set and level (:mod:`ser_lightning.transforms.opensmile_features`),
+            or ``name`` an utterance feature extractor
+            (:func:`~ser_lightning.data.utterance_features.utterance_features`; ``level``
+            must be ``functionals``), whose ``cache_name`` and ``version`` key the cache.
         cache_dir: the feature cache folder (``None``: compute, store nothing).
         trim: the ``data.trim`` the waves were decoded with (part of the key).
         workers: extraction threads (openSMILE runs outside the GIL); default the CPUs.
@@ -115,11 +120,17 @@ def load_or_extract(paths: list[str], audio: DecodedAudio, name: str, level: str
         ConfigError: unknown set/level or ``opensmile`` missing.
         ValueError: ``paths`` and ``audio`` differ in length.
     """
-    check_feature_set(name, level)
+    if isinstance(name, str):
+        check_feature_set(name, level)
+        version, expected, compute_one = opensmile_version(), n_features(name, level), functools.partial(extract, name=name, level=level)
+    else:  # an utterance feature extractor (an encoder embedding)
+        if level != "functionals":
+            raise ValueError(f"an utterance feature extractor gives functionals, not {level}")
+        extractor, name = name, name.cache_name
+        version, expected, compute_one, workers = extractor.version, extractor.n_features, extractor, workers or extractor.workers
     if len(paths) != len(audio):
         raise ValueError(f"{len(paths)} paths but {len(audio)} decoded waves")
     start = time.perf_counter()
-    version = opensmile_version()
     root = None if cache_dir is None else Path(cache_dir)
     wave = wave or audio.wave
     errors = {p: audio.errors[p] for p in paths if p in audio.errors}
@@ -129,7 +140,7 @@ def load_or_extract(paths: list[str], audio: DecodedAudio, name: str, level: str
         if p in errors:
             continue
         file = None if root is None else _entry(root, name, level, feature_key(p, audio.sample_rate, name, level, trim, version))
-        cached = _read_entry(file, name, level) if file is not None and file.is_file() else None
+        cached = _read_entry(file, expected, level) if file is not None and file.is_file() else None
         if cached is not None:
             results[i] = cached
         else:
@@ -138,7 +149,7 @@ def load_or_extract(paths: list[str], audio: DecodedAudio, name: str, level: str
     def compute(item):
         i, file = item
         try:
-            values = extract(np.asarray(wave(i)), audio.sample_rate, name, level)
+            values = compute_one(np.asarray(wave(i)), audio.sample_rate)
         except AudioDecodeError as exc:
             return i, None, f"{paths[i]}: {exc}"
         if file is not None:
@@ -147,17 +158,19 @@ def load_or_extract(paths: list[str], audio: DecodedAudio, name: str, level: str
 
     n_cached = len(paths) - len(errors) - len(todo)
     if todo:
-        log.info("openSMILE %s %s: computing %d of %d files (%d cached)", name, level, len(todo), len(paths), len(paths) - len(todo))
+        log.info("%s %s: computing %d of %d files (%d cached)", name, level, len(todo), len(paths), len(paths) - len(todo))
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for i, values, err in pool.map(compute, todo):
+            for n_done, (i, values, err) in enumerate(pool.map(compute, todo), start=1):
                 if err is not None:
                     errors[paths[i]] = err
                 results[i] = values
+                if n_done % max(1, len(todo) // 10) == 0:  # a long extraction (an encoder over a corpus) shows progress
+                    log.info("%s %s: %d of %d computed (%.0f s)", name, level, n_done, len(todo), time.perf_counter() - start)
     if errors:
-        log.warning("openSMILE %s %s: %d of %d files without features:\n  %s", name, level, len(errors), len(paths),
+        log.warning("%s %s: %d of %d files without features:\n  %s", name, level, len(errors), len(paths),
                     "\n  ".join(list(errors.values())[:10]))
     if level == "functionals":
-        values = np.full((len(paths), n_features(name, level)), np.nan, dtype=np.float32)
+        values = np.full((len(paths), expected), np.nan, dtype=np.float32)
         for i, r in enumerate(results):
             if r is not None:
                 values[i] = r

@@ -1,5 +1,7 @@
 """The encoder module: a torchaudio wav2vec 2.0 / HuBERT / WavLM model with its weights,
-frozen or with its top transformer layers fine-tuned, returning every layer's output."""
+frozen or with its top transformer layers fine-tuned, returning every layer's output;
+:func:`build_encoder` picks it or the Hugging Face family (:mod:`ser_lightning.encoders.hf`:
+Whisper, ``hf:...``) from the name."""
 
 from __future__ import annotations
 
@@ -101,6 +103,29 @@ class SSLEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.tuned)):
             hidden, _ = self.model.extract_features(waves)
         return torch.stack(hidden, dim=1)
+
+
+def build_encoder(name: str = "wavlm_base_plus", window: str = "cut", **settings) -> nn.Module:
+    """The encoder ``name``: :class:`~ser_lightning.encoders.hf.HFEncoder` for ``whisper_*`` and
+    ``hf:...``, else :class:`SSLEncoder` (torchaudio bundles). Both map ``[batch, time]`` 16 kHz
+    waveforms to ``[batch, layers, frames, dim]`` and expose ``spec`` (``name``, ``params``),
+    ``num_layers``, ``dim``, ``sha256``, ``weights_path``, ``freeze`` and ``frozen_parameter_names()``.
+
+    Args:
+        window: Whisper's window mode (``cut`` or ``pad30``); other encoders take only ``cut``.
+        **settings: the encoder class's other arguments.
+
+    Raises:
+        ConfigError: ``window=pad30`` for a non-Whisper encoder, bad settings.
+        EncoderWeightsError: weights missing, unreadable or of another architecture.
+    """
+    from ser_lightning.encoders.hf import HFEncoder, is_hf_name
+
+    if is_hf_name(name):
+        return HFEncoder(name, window=window, **settings)
+    if window != "cut":
+        raise ConfigError(f"model.encoder.window={window} applies to Whisper encoders only, not {name}")
+    return SSLEncoder(name, **settings)
 
 
 def _checkpointed(layer: nn.Module, forward, *args, **kwargs):

@@ -18,6 +18,10 @@ mean and standard deviation):
   what a user gets with ``predict.py enrol=<k clips of the speaker>``;
 - ``training``: the training speakers' pooled statistics stored in the checkpoint;
   needs nothing of the speaker (``predict.py``'s default);
+- ``inputset``: each corpus's statistics over all of its scored recordings (no labels, no
+  speaker ids): a new setting's unlabelled recordings, what ``predict.py
+  speaker_stats=inputs`` takes from a folder of the user's own recordings; at least
+  :data:`~ser_lightning.inference.functionals.MIN_INPUT_SET` per corpus;
 - ``utterance``: a model trained with per-utterance normalisation needs no statistics.
 
 For a model without speaker normalisation, ``enrol<k>`` only draws and leaves out the
@@ -46,6 +50,8 @@ from ser_lightning.metrics import confusion_scores, war_uar
 SPEAKER_MODES = ("transductive", "enrol4", "enrol8", "training")
 #: The one mode of a model without speaker normalisation.
 UTTERANCE_MODE = "utterance"
+#: Statistics of each corpus's scored recordings together (a new setting's input set).
+INPUT_SET_MODE = "inputset"
 
 
 def parse_stats_mode(mode: str) -> tuple[str, int | None]:
@@ -57,10 +63,10 @@ def parse_stats_mode(mode: str) -> tuple[str, int | None]:
     match = re.fullmatch(r"enrol(\d+)", mode)
     if match and int(match.group(1)) > 0:
         return "enrol", int(match.group(1))
-    if mode in ("transductive", "training", UTTERANCE_MODE):
+    if mode in ("transductive", "training", INPUT_SET_MODE, UTTERANCE_MODE):
         return mode, None
     raise ConfigError(f"test-time statistics '{mode}' is unknown; allowed: transductive, training, enrol<k> (e.g. enrol8), "
-                     f"{UTTERANCE_MODE}")
+                     f"{INPUT_SET_MODE}, {UTTERANCE_MODE}")
 
 
 def modes_for(predictor, modes: list[str] | tuple[str, ...] | None = None, headline: str = "training") -> tuple[list[str], str]:
@@ -313,7 +319,10 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     left_out = {i for source in enrolled_idx.values() for i in source}
     scored = [i for i in range(len(paths)) if i not in left_out]
     speaker_stats: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
-    if predictor.speaker_normalized:
+    if predictor.speaker_normalized and kind == INPUT_SET_MODE:
+        per_utterance = _input_set_stats(predictor, corpora, wave)
+        stats = [per_utterance[i] for i in scored]
+    elif predictor.speaker_normalized:
         for s, idx in by_speaker.items():
             if kind == "training":
                 speaker_stats[s] = predictor.training_stats
@@ -337,6 +346,30 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
     return ScoredPart(mode, [paths[i] for i in keep], [speakers[i] for i in keep], [corpora[i] for i in keep],
                       np.asarray([targets[i] for i in keep], dtype=np.int64), probs, enrolled, errors,
                       [predictions[j].logits for j in ok], predictor.temperature, predictor.allowed)
+
+
+def _input_set_stats(predictor, corpora: list[str], wave) -> list:
+    """Per utterance, the statistics of its corpus's recordings together (``inputset``).
+
+    Raises:
+        ConfigError: a corpus with fewer recordings than the input-set minimum.
+    """
+    from ser_lightning.inference.functionals import MIN_INPUT_SET, input_set_message
+
+    by_corpus: dict[str, list[int]] = {}
+    for i, c in enumerate(corpora):
+        by_corpus.setdefault(c, []).append(i)
+    out: list = [None] * len(corpora)
+    for corpus, idx in by_corpus.items():
+        if len(idx) < MIN_INPUT_SET:
+            raise ConfigError(f"corpus '{corpus}': {input_set_message(len(idx))}")
+        try:
+            group = predictor.statistics(wave(i) for i in idx)
+        except ValueError:
+            group = None
+        for i in idx:
+            out[i] = group
+    return out
 
 
 def _adapted_predictions(predictor, paths, speakers, wave, scored, enrolled, speaker_stats, scope, batch_size) -> list:

@@ -38,10 +38,14 @@ from ser_lightning.inference.outputs import SILENCE, Prediction, WindowPredictio
 from ser_lightning.inference.predictor import SILENCE_DBFS, allowed_classes
 from ser_lightning.models.mlp import MLPHead
 from ser_lightning.models.svm import SVMHead
-from ser_lightning.transforms.opensmile_features import extract
+from ser_lightning.data.utterance_features import utterance_features
 
 #: How a functionals model scores a file (``metrics.json``'s ``scoring``).
 SCORING = "functionals"
+#: Fewest recordings whose statistics may standardise a corpus-normalised model
+#: (``standardize=corpus`` with ``speaker_stats=inputs``, the ``inputset`` scoring mode):
+#: 4,096 means and deviations from fewer files are mostly noise.
+MIN_INPUT_SET = 20
 
 
 def functionals_kind(ckpt) -> str | None:
@@ -104,6 +108,13 @@ def _mlp_head(ckpt: dict, path) -> tuple[MLPHead, tuple[torch.Tensor, torch.Tens
         raise CheckpointError(f"{path}: its settings or weights do not describe an MLP head of this version ({exc})") from exc
 
 
+def input_set_message(n: int) -> str:
+    """Why ``n`` recordings are too few for input-set statistics, and what to do instead."""
+    return (f"input-set statistics (speaker_stats=inputs for a corpus-normalised model) need at least {MIN_INPUT_SET} "
+            f"recordings of your setting; got {n}. Give a folder with more recordings (unlabelled), or use "
+            f"speaker_stats=training (nothing of your recordings)")
+
+
 class FunctionalsPredictor:
     """Classify whole files from their openSMILE functionals with a fitted SVM or MLP head.
 
@@ -113,9 +124,11 @@ class FunctionalsPredictor:
         feature_set: ``egemaps`` or ``compare``.
         class_names: class names in index order.
         sample_rate: Hz the functionals were computed at (the audio is resampled to it).
-        standardize: ``training`` (the training part's statistics, fixed) or ``speaker``
+        standardize: ``training`` (the training part's statistics, fixed), ``speaker``
             (a speaker's statistics: ``stats`` of :meth:`predict`, :meth:`enrol`, else the
-            training statistics).
+            training statistics) or ``corpus`` (the same, from a set of recordings of one
+            setting: ``speaker_stats=inputs`` takes all inputs of a call, at least
+            :data:`MIN_INPUT_SET`).
         training_stats: ``(mean, std)``, each ``[n_features]``.
         temperature: calibration temperature ``T`` (logits / T before the softmax).
         classes: the class names that may be predicted (``None``: all).
@@ -124,6 +137,8 @@ class FunctionalsPredictor:
         silence_dbfs: a file whose mean energy is below this is labelled silence.
         memo: ``sha1 of the wave's bytes -> functionals``, filled as files are processed
             (a file scored under several statistics modes is extracted once).
+        extractor: the utterance feature extractor (default: openSMILE's ``feature_set``;
+            :func:`~ser_lightning.data.utterance_features.utterance_features`).
 
     Raises:
         ConfigError: an unknown ``standardize`` or ``speaker_stats``, bad ``classes`` or temperature.
@@ -133,9 +148,10 @@ class FunctionalsPredictor:
 
     def __init__(self, head: SVMHead | MLPHead, feature_set: str, class_names: list[str], sample_rate: int, standardize: str,
                  training_stats: tuple[torch.Tensor, torch.Tensor], temperature: float = 1.0, classes: list[str] | None = None,
-                 speaker_stats: str = "training", silence_dbfs: float | None = SILENCE_DBFS, memo: dict | None = None):
-        if standardize not in ("training", "speaker"):
-            raise ConfigError(f"standardize='{standardize}' is unknown; allowed: training, speaker")
+                 speaker_stats: str = "training", silence_dbfs: float | None = SILENCE_DBFS, memo: dict | None = None,
+                 extractor=None):
+        if standardize not in ("training", "speaker", "corpus"):
+            raise ConfigError(f"standardize='{standardize}' is unknown; allowed: training, speaker, corpus")
         if speaker_stats not in ("training", "enrol", "inputs"):
             raise ConfigError(f"speaker_stats='{speaker_stats}' is not available for a model on functionals; allowed: training, enrol, inputs")
         if not (math.isfinite(temperature) and temperature > 0):
@@ -143,7 +159,7 @@ class FunctionalsPredictor:
         self.head = head.eval()
         self.feature_set, self.class_names, self.sample_rate = feature_set, list(class_names), int(sample_rate)
         self.standardize = standardize
-        self.speaker_normalized = standardize == "speaker"
+        self.speaker_normalized = standardize != "training"
         self.training_stats = tuple(t.float() for t in training_stats)
         self.temperature = float(temperature)
         self.allowed = allowed_classes(self.class_names, classes)
@@ -151,6 +167,7 @@ class FunctionalsPredictor:
         self.enrolment_stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.adaptation = None
         self.memo = {} if memo is None else memo
+        self.extractor = extractor if extractor is not None else utterance_features({"kind": feature_set})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device=None, calibration: str = "checkpoint", temperature: float | None = None,
@@ -160,7 +177,8 @@ class FunctionalsPredictor:
         Args:
             calibration: ``checkpoint`` (the temperature stored after training) or ``none`` (T = 1).
             temperature: overrides ``calibration``.
-            **kwargs: ``classes``, ``speaker_stats``, ``silence_dbfs``, ``memo``; the window
+            **kwargs: ``classes``, ``speaker_stats``, ``silence_dbfs``, ``memo``, ``extractor``
+                (one already built for the checkpoint's features), ``device``; the window
                 settings of the CNN predictor (``hop_seconds``, ``window_seconds``,
                 ``scoring``, ``min_seconds``) do not apply to whole-file functionals and are ignored.
 
@@ -188,8 +206,9 @@ class FunctionalsPredictor:
             stored = float((hp.get("calibration") or {}).get("temperature", 1.0))
             temp = temperature if temperature is not None else (1.0 if calibration == "none" else stored)
             keep = {k: v for k, v in kwargs.items() if k in ("classes", "speaker_stats", "silence_dbfs", "memo")}
+            extractor = kwargs.get("extractor") or utterance_features(hp["features"], device=kwargs.get("device") or "cpu")
             return cls(head, hp["features"]["kind"], hp["class_names"], hp["sample_rate"], hp["standardize"],
-                       training_stats, temp, **keep)
+                       training_stats, temp, extractor=extractor, **keep)
         except KeyError as exc:
             raise CheckpointError(f"{path}: {kind.upper()} checkpoint lacks {exc}") from exc
 
@@ -205,15 +224,17 @@ class FunctionalsPredictor:
         raise AudioDecodeError(f"{source}: unsupported input type {type(item).__name__} (use a path, a NumPy array or an (array, sample_rate) pair)")
 
     def functionals(self, wave: np.ndarray) -> np.ndarray:
-        """``[time]`` float32 at :attr:`sample_rate` -> ``[n_features]`` functionals (memoised).
+        """``[time]`` float32 at :attr:`sample_rate` -> ``[n_features]`` functionals or
+        encoder embedding (memoised).
 
         Raises:
-            AudioDecodeError: see :func:`~ser_lightning.transforms.opensmile_features.extract`.
+            AudioDecodeError: see :func:`~ser_lightning.transforms.opensmile_features.extract`
+                and :class:`~ser_lightning.encoders.embedding.EncoderEmbedding`.
         """
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         key = hashlib.sha1(wave.tobytes()).hexdigest()
         if key not in self.memo:
-            self.memo[key] = extract(wave, self.sample_rate, self.feature_set, "functionals")
+            self.memo[key] = self.extractor(wave, self.sample_rate)
         return self.memo[key]
 
     def statistics(self, waves) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,6 +327,8 @@ class FunctionalsPredictor:
                     raise ConfigError("speaker_stats=enrol needs enrol=<recordings of the speaker> first")
                 group_stats = self.enrolment_stats
             elif self.speaker_stats == "inputs":
+                if self.standardize == "corpus" and len(waves) < MIN_INPUT_SET:
+                    raise ConfigError(input_set_message(len(waves)))
                 group_stats = self.statistics(w for _, w in waves.values())
         for i, (source, wave) in waves.items():
             duration = len(wave) / self.sample_rate

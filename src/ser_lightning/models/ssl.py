@@ -1,7 +1,8 @@
 """A pretrained speech encoder with a small head (``model=ssl``): the SUPERB recipe.
 
-waveform ``[batch, 1, time]`` (``features=waveform``) -> :class:`~ser_lightning.encoders.encoder.SSLEncoder`
-(every transformer layer's hidden states) -> per-layer statistics or frames -> learnable
+waveform ``[batch, 1, time]`` (``features=waveform``) -> the encoder
+(:func:`~ser_lightning.encoders.encoder.build_encoder`: torchaudio's wav2vec 2.0 / HuBERT /
+WavLM, or Whisper / ``hf:...`` through ``transformers``; every layer's hidden states) -> per-layer statistics or frames -> learnable
 softmax weights over the layers (:class:`~ser_lightning.encoders.pooling.LayerWeights`,
 SUPERB: Yang et al., 2021) -> pooling over time -> BatchNorm -> MLP -> logits.
 
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from ser_lightning.encoders.cache import EmbeddingCache
-from ser_lightning.encoders.encoder import SSLEncoder
+from ser_lightning.encoders.encoder import build_encoder
 from ser_lightning.encoders.pooling import LayerWeights
 from ser_lightning.errors import ConfigError
 from ser_lightning.models.pooling import AttentiveStatsPool
@@ -52,9 +53,9 @@ class SSLClassifier(nn.Module):
     Args:
         n_features: must be 1 (``features.kind=waveform``).
         n_classes: classes.
-        encoder: ``model.encoder``: :class:`SSLEncoder`'s arguments (``name``, ``weights``,
-            ``sha256``, ``config``, ``freeze``, ``finetune_layers``,
-            ``gradient_checkpointing``) plus ``lr`` (learning rate of fine-tuned layers),
+        encoder: ``model.encoder``: :func:`~ser_lightning.encoders.encoder.build_encoder`'s
+            arguments (``name``, ``weights``, ``sha256``, ``config``, ``window``, ``freeze``,
+            ``finetune_layers``, ``gradient_checkpointing``) plus ``lr`` (learning rate of fine-tuned layers),
             ``cache`` (use the embedding cache with a frozen encoder) and ``cache_dir``.
         pooling: ``"stats"`` or ``"attentive"`` (see the module docstring).
         hidden: width of the MLP's hidden layer.
@@ -76,7 +77,7 @@ class SSLClassifier(nn.Module):
         settings = dict(encoder or {})
         self.encoder_lr = settings.get("lr")
         cache, cache_dir = settings.get("cache", False), settings.get("cache_dir")
-        self.encoder = SSLEncoder(**{k: v for k, v in settings.items() if k not in HEAD_KEYS})
+        self.encoder = build_encoder(**{k: v for k, v in settings.items() if k not in HEAD_KEYS})
         self.pooling = pooling
         layers, dim = self.encoder.num_layers, self.encoder.dim
         self.layer_weights = LayerWeights(layers)
