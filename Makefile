@@ -5,7 +5,7 @@
 #   make test    creates .venv on first use, then runs the test suite (never downloads)
 # Extra Hydra overrides: make train ARGS="model=cnn1d data=ravdess"
 # Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.cli.download)
-# Pretrained encoder weights (model=ssl, docs/ENCODERS.md): make encoder ENCODER=wavlm_base_plus
+# Pretrained encoder weights (model=ssl, docs/ENCODERS.md): make encoder ENCODER=wavlm_base_plus (or whisper_base)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -53,7 +53,7 @@ data: $(VENV)/.installed
 	$(PY) -m ser_lightning.cli.download $(CORPUS) root="$(DOWNLOAD_ROOT)" $(ARGS)
 
 encoder: $(VENV)/.installed
-	@test -n "$(ENCODER)" || { echo "usage: make encoder ENCODER=<wav2vec2_base|wav2vec2_large_lv60k|wav2vec2_xlsr_300m|hubert_base|hubert_large|wavlm_base|wavlm_base_plus|wavlm_large> [ARGS='mirror=URL']"; exit 1; }
+	@test -n "$(ENCODER)" || { echo "usage: make encoder ENCODER=<wav2vec2_base|wav2vec2_large_lv60k|wav2vec2_xlsr_300m|hubert_base|hubert_large|wavlm_base|wavlm_base_plus|wavlm_large|whisper_tiny|whisper_base|whisper_small|whisper_medium|whisper_large_v3|hf:<model id>> [ARGS='mirror=URL']"; exit 1; }
 	$(PY) -m ser_lightning.cli.download encoder=$(ENCODER) $(ARGS)
 
 test: $(VENV)/.installed

