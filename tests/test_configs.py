@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf, open_dict
 
+from ser_lightning.errors import ConfigError
 from tests.conftest import REPO
 from tests.helpers.encoders import tiny_overrides, tiny_weights
 
@@ -28,7 +29,7 @@ CASES = [(g, o) for g, options in GROUPS.items() for o in options]
 #: Options of the classic baseline (model=svm on openSMILE functionals, src/ser_lightning/baselines/svm.py).
 EXPERT_OPTIONS = {("model", "svm"), ("features", "egemaps"), ("features", "compare")}
 #: models on openSMILE functionals with their own config check (no neural front-end)
-FUNCTIONALS_MODELS = {("model", "mlp")}
+FUNCTIONALS_MODELS = {("model", "mlp"), ("features", "encoder")}
 
 
 def _compose(name: str, overrides: list[str], hydra_config: bool = False):
@@ -53,10 +54,15 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
         from ser_lightning.baselines.mlp import check_mlp_config
         from ser_lightning.models.mlp import MLPHead
 
-        cfg = _compose("train", [f"{group}={option}", "features=egemaps"])
+        cfg = _compose("train", ["model=mlp", "features=egemaps", f"{group}={option}"])
         check_mlp_config(cfg)
         head = MLPHead(88, 3, list(cfg.model.hidden), cfg.model.dropout, cfg.model.input_dropout)
         assert head(torch.zeros(2, 88)).shape == (2, 3)
+        if option == "encoder":  # a frozen encoder's embedding: the functionals models take it, a neural model is told where to go
+            from ser_lightning.training.config_validation import validate_config
+
+            with pytest.raises(ConfigError, match="model=ssl"):
+                validate_config(_compose("train", ["features=encoder"]))
         return
     if (group, option) in EXPERT_OPTIONS:  # the SVM baseline and its openSMILE features: no neural front-end or model
         from ser_lightning.baselines.svm import check_svm_config

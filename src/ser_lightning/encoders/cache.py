@@ -41,7 +41,8 @@ class EmbeddingCache:
     def __init__(self, folder: str | Path, encoder: str, sha256: str, form: str, architecture: dict,
                  memory_bytes: int = 512 * 2**20):
         arch = hashlib.sha1(json.dumps(architecture, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        self.folder = Path(folder) / f"{encoder}-{sha256[:16]}-{form}-{arch}"
+        safe = encoder.replace("/", "--").replace(":", "_")  # hf:<id or directory> as one folder name
+        self.folder = Path(folder) / f"{safe}-{sha256[:16]}-{form}-{arch}"
         self.hits = self.misses = 0
         self.memory_bytes = memory_bytes
         self._memory: dict[str, torch.Tensor] = {}

@@ -359,8 +359,10 @@ class HFEncoder(nn.Module):
         return self
 
     def frozen_parameter_names(self) -> list[str]:
-        """Names (relative to this module) of the parameters that never train."""
-        return [n for n, p in self.named_parameters() if not p.requires_grad]
+        """Names (relative to this module) of the state that never trains: frozen parameters
+        and every buffer (the log-mel filters: rebuilt, never stored in a checkpoint)."""
+        trained = {n for n, p in self.named_parameters() if p.requires_grad}
+        return [n for n in self.state_dict() if n not in trained]
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """``[batch, time]`` -> ``[batch, layers, frames, dim]``.

@@ -349,11 +349,11 @@ def score_utterances(predictor, paths: list[str], speakers: list[str], targets: 
 
 
 def _input_set_stats(predictor, corpora: list[str], wave) -> list:
-    """Per utterance, the statistics of its corpus's recordings together (``inputset``).
+    """Per utterance, the statistics of its corpus's recordings together (``inputset``);
+    ``None`` (its utterances fail, a warning names the corpus) for a corpus with fewer
+    recordings than the input-set minimum, so the other corpora are still scored."""
+    import logging
 
-    Raises:
-        ConfigError: a corpus with fewer recordings than the input-set minimum.
-    """
     from ser_lightning.inference.functionals import MIN_INPUT_SET, input_set_message
 
     by_corpus: dict[str, list[int]] = {}
@@ -362,7 +362,8 @@ def _input_set_stats(predictor, corpora: list[str], wave) -> list:
     out: list = [None] * len(corpora)
     for corpus, idx in by_corpus.items():
         if len(idx) < MIN_INPUT_SET:
-            raise ConfigError(f"corpus '{corpus}': {input_set_message(len(idx))}")
+            logging.getLogger(__name__).warning("inputset statistics: corpus '%s' is not scored: %s", corpus, input_set_message(len(idx)))
+            continue
         try:
             group = predictor.statistics(wave(i) for i in idx)
         except ValueError:

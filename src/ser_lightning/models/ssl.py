@@ -43,6 +43,8 @@ from ser_lightning.models.pooling import AttentiveStatsPool
 log = logging.getLogger(__name__)
 
 POOLINGS = ("stats", "attentive")
+#: How the layers are combined: SUPERB's learnt softmax weights, or every layer's statistics side by side.
+LAYER_MODES = ("weighted", "concat")
 #: Keys of ``model.encoder`` that are not :class:`SSLEncoder` arguments.
 HEAD_KEYS = ("lr", "cache", "cache_dir")
 
@@ -61,31 +63,38 @@ class SSLClassifier(nn.Module):
         hidden: width of the MLP's hidden layer.
         dropout: dropout before each linear layer of the MLP.
         attention_hidden: hidden channels of attentive pooling's scorer.
+        layers: ``weighted`` (SUPERB's softmax weights over the layers, ``[2 * dim]`` into
+            the MLP) or ``concat`` (every layer's statistics side by side, ``[layers * 2 *
+            dim]``; ``pooling=stats`` only).
 
     Raises:
-        ConfigError: ``n_features`` other than 1, an unknown pooling, bad encoder settings.
+        ConfigError: ``n_features`` other than 1, an unknown pooling or layer mode, bad encoder settings.
         EncoderWeightsError: the weight file is missing, corrupt or of another architecture.
     """
 
     def __init__(self, n_features: int, n_classes: int, encoder: dict | None = None, pooling: str = "stats",
-                 hidden: int = 256, dropout: float = 0.2, attention_hidden: int = 64):
+                 hidden: int = 256, dropout: float = 0.2, attention_hidden: int = 64, layers: str = "weighted"):
         super().__init__()
         if n_features != 1:
             raise ConfigError("model=ssl takes the waveform: use features=waveform (conf/model/ssl.yaml selects it)")
         if pooling not in POOLINGS:
             raise ConfigError(f"model.backbone.pooling='{pooling}' is unknown; allowed: {list(POOLINGS)}")
+        if layers not in LAYER_MODES or (layers == "concat" and pooling != "stats"):
+            raise ConfigError(f"model.backbone.layers='{layers}': allowed {list(LAYER_MODES)} (concat with pooling=stats only)")
         settings = dict(encoder or {})
         self.encoder_lr = settings.get("lr")
         cache, cache_dir = settings.get("cache", False), settings.get("cache_dir")
         self.encoder = build_encoder(**{k: v for k, v in settings.items() if k not in HEAD_KEYS})
         self.pooling = pooling
-        layers, dim = self.encoder.num_layers, self.encoder.dim
-        self.layer_weights = LayerWeights(layers)
+        n_layers, dim = self.encoder.num_layers, self.encoder.dim
+        self.layers = layers
+        self.layer_weights = LayerWeights(n_layers) if layers == "weighted" else None
+        width = 2 * dim * (n_layers if layers == "concat" else 1)
         self.attention = AttentiveStatsPool(dim, attention_hidden) if pooling == "attentive" else None
         # BatchNorm first: each pooled feature at zero mean and unit variance over the
         # training windows (encoder layers differ in scale by orders of magnitude); its
         # statistics are also what AdaBN (adapt=bn) re-estimates on a new speaker.
-        self.head = nn.Sequential(nn.BatchNorm1d(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, hidden), nn.ReLU(),
+        self.head = nn.Sequential(nn.BatchNorm1d(width), nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.cache: EmbeddingCache | None = None
         #: what the last :meth:`fill_cache` did (``metrics.json: embedding_cache``)
@@ -171,7 +180,7 @@ class SSLClassifier(nn.Module):
         if x.dim() != 3 or x.shape[1] != 1:
             raise ValueError(f"SSLClassifier expects [batch, 1, time] waveforms, got shape {tuple(x.shape)}")
         rep = self.represent(x[:, 0])
-        mixed = self.layer_weights(rep)  # [B, 2D] or [B, F, D]
+        mixed = self.layer_weights(rep) if self.layer_weights is not None else rep.flatten(1)  # [B, 2D], [B, F, D] or [B, L * 2D]
         if self.attention is not None:
             mixed = self.attention(mixed.transpose(1, 2))
         return self.head(mixed)

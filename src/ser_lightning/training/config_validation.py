@@ -110,7 +110,10 @@ def model_problems(cfg: DictConfig) -> list[str]:
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         problems.append(f"model.backbone.dropout={dropout}: must be in [0, 1)")
     kind = _get(cfg, "features.kind")
-    if kind not in FEATURE_KINDS:
+    if kind == "encoder":
+        problems.append("features=encoder is a frozen encoder's utterance embedding for model=mlp (model.hidden=[]: the linear "
+                        "probe) or model=svm; a neural head on a pretrained encoder is model=ssl (model.encoder.name=whisper_base)")
+    elif kind not in FEATURE_KINDS:
         problems.append(f"features.kind='{kind}' is unknown; allowed: {list(FEATURE_KINDS)}")
     normalize = _get(cfg, "features.normalize", "utterance")
     if normalize not in NORMALIZATIONS:
