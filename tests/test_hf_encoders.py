@@ -253,3 +253,20 @@ def test_ssl_classifier_takes_a_whisper_encoder_and_caches_its_windows(whisper_d
     assert record["weights"] == str(whisper_dir.resolve()) and len(record["sha256"]) == 64
     with pytest.raises(ConfigError, match="Whisper encoders only"):
         build_encoder("wavlm_base_plus", window="pad30")
+
+
+def test_mlp_head_layer_weights_combine_an_embeddings_layers():
+    from ser_lightning.models.mlp import MLPHead
+
+    torch.manual_seed(0)
+    blocks = {"layers": 3, "dim": 4, "std_layers": 1}
+    head = MLPHead(16, 2, [], 0.0, 0.0, blocks)
+    x = torch.randn(5, 16)
+    # weights start equal: the layers' mean vectors are averaged, the last layer's deviations pass through
+    combined = torch.cat([x[:, :12].reshape(5, 3, 4).mean(1), x[:, 12:]], dim=1)
+    assert torch.allclose(head(x), head.layers(combined), atol=1e-6)
+    with torch.no_grad():
+        head.layer_weights.weights.copy_(torch.tensor([0.0, 0.0, 50.0]))  # all weight on the last layer
+    assert torch.allclose(head(x), head.layers(torch.cat([x[:, 8:12], x[:, 12:]], dim=1)), atol=1e-5)
+    with pytest.raises(ConfigError, match="do not describe"):
+        MLPHead(20, 2, [], 0.0, 0.0, blocks)

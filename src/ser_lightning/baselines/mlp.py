@@ -68,7 +68,8 @@ class FunctionalsMLPModule(SERModule):
     def __init__(self, class_names: list[str], features: dict, n_features: int, hidden: list[int] | None = None,
                  dropout: float = 0.3, input_dropout: float = 0.0, standardize: str = "training", sample_rate: int = 16000,
                  optimizer: dict | None = None, scheduler: dict | None = None, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, data_settings: dict | None = None, split_fingerprint: str | None = None):
+                 class_weights: list[float] | None = None, data_settings: dict | None = None, split_fingerprint: str | None = None,
+                 layer_blocks: dict | None = None):
         L.LightningModule.__init__(self)  # see the class docstring: SERModule's own __init__ does not apply
         optimizer, scheduler = checked_optimization(optimizer, scheduler)
         hidden = [int(h) for h in (hidden or [])]
@@ -76,9 +77,9 @@ class FunctionalsMLPModule(SERModule):
             "class_names": list(class_names), "features": dict(features), "n_features": int(n_features), "hidden": hidden,
             "dropout": float(dropout), "input_dropout": float(input_dropout), "standardize": standardize, "sample_rate": int(sample_rate),
             "optimizer": optimizer, "scheduler": scheduler, "label_smoothing": float(label_smoothing), "class_weights": class_weights,
-            "data_settings": data_settings, "split_fingerprint": split_fingerprint})
+            "data_settings": data_settings, "split_fingerprint": split_fingerprint, "layer_blocks": layer_blocks})
         self.class_names = list(class_names)
-        self.net = MLPHead(int(n_features), len(class_names), hidden, dropout, input_dropout)
+        self.net = MLPHead(int(n_features), len(class_names), hidden, dropout, input_dropout, layer_blocks)
         self.register_buffer("training_mean", torch.zeros(int(n_features)))
         self.register_buffer("training_std", torch.ones(int(n_features)))
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
@@ -112,6 +113,10 @@ def check_mlp_config(cfg: DictConfig, problems: list[str] | None = None) -> None
         p = cfg.model.get(key, 0.0)
         if not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
             problems.append(f"model.{key}={p}: a probability in [0, 1)")
+    if cfg.model.get("layers", "concat") not in ("concat", "weighted"):
+        problems.append(f"model.layers={cfg.model.get('layers')}: allowed concat, weighted")
+    elif cfg.model.get("layers") == "weighted" and OmegaConf.select(cfg, "features.kind") != "encoder":
+        problems.append("model.layers=weighted combines an encoder's layers: it needs features=encoder")
     if cfg.model.get("class_weights") not in ("balanced", "none", None):
         problems.append(f"model.class_weights={cfg.model.get('class_weights')}: allowed balanced, none")
     if cfg.get("resume") or cfg.get("ckpt_path"):
@@ -120,6 +125,12 @@ def check_mlp_config(cfg: DictConfig, problems: list[str] | None = None) -> None
         problems.append("train=false / test=false: model=mlp always trains and scores (use eval.py on its checkpoint to score again)")
     if problems:
         raise ConfigError("invalid model=mlp config:\n  " + "\n  ".join(problems))
+
+
+def _layer_blocks(data) -> dict:
+    """The encoder embedding's layout (:class:`~ser_lightning.models.mlp.MLPHead`'s ``layer_blocks``)."""
+    enc = data.extractor.encoder
+    return {"layers": enc.num_layers, "dim": enc.dim, "std_layers": 1 if data.extractor.stats == "mean+last_std" else enc.num_layers}
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -168,7 +179,8 @@ def train_mlp(cfg: DictConfig, callbacks: list, loggers: list) -> dict[str, floa
         input_dropout=float(model_cfg.get("input_dropout", 0.0)), standardize=standardize, sample_rate=data.sample_rate,
         optimizer=model_cfg.get("optimizer"), scheduler=model_cfg.get("scheduler"),
         label_smoothing=float(model_cfg.get("label_smoothing", 0.0)), class_weights=weights,
-        data_settings=data.data_settings, split_fingerprint=data.fingerprint)
+        data_settings=data.data_settings, split_fingerprint=data.fingerprint,
+        layer_blocks=_layer_blocks(data) if model_cfg.get("layers") == "weighted" else None)
     module.set_training_stats(*standardizer.training_stats)
     batch_size = int(OmegaConf.select(cfg, "data.batch_size") or 32)
     train_loader = _loader(x["train"], tr.y, batch_size, True, int(cfg.seed))
@@ -195,7 +207,8 @@ def train_mlp(cfg: DictConfig, callbacks: list, loggers: list) -> dict[str, floa
         "best_checkpoint": best_rel,
         "epochs": trainer.current_epoch,
         "epoch_seconds": timer.seconds if timer else [],
-        "mlp": {"hidden": list(module.hparams.hidden), "dropout": module.hparams.dropout, "input_dropout": module.hparams.input_dropout,
+        "mlp": {"hidden": list(module.hparams.hidden), "layers": model_cfg.get("layers", "concat"), "dropout": module.hparams.dropout,
+                "input_dropout": module.hparams.input_dropout,
                 "standardize": standardize, "class_weights": weights},
         "parameters": sum(p.numel() for p in module.net.parameters()),
     }

@@ -31,12 +31,40 @@ def user_error(exc: BaseException) -> SERUserError | None:
 
 def checkpoint_paths(ckpt_path) -> str | list[str]:
     """``ckpt_path`` from the command line: one path, or a list of them
-    (``ckpt_path=[a.ckpt,b.ckpt]``, an ensemble) as a plain list of strings."""
+    (``ckpt_path=[a.ckpt,b.ckpt]``, an ensemble) as a plain list of strings; left out
+    (``null``) or ``released``: the released general model shipped with the package
+    (:mod:`ser_lightning.released`; its name and licence are printed to stderr).
+
+    Raises:
+        CheckpointError: the released model is asked for but not in this installation.
+    """
     from omegaconf import OmegaConf
 
     if OmegaConf.is_list(ckpt_path) or isinstance(ckpt_path, (list, tuple)):
         return [str(p) for p in ckpt_path]
+    if is_released(ckpt_path):
+        from ser_lightning.released import print_notice, released_checkpoint
+
+        path = released_checkpoint()
+        print_notice()
+        return str(path)
     return str(ckpt_path)
+
+
+def is_released(ckpt_path) -> bool:
+    """Whether ``ckpt_path`` asks for the released model (left out, or ``released``)."""
+    return ckpt_path is None or str(ckpt_path) in ("", "released")
+
+
+def released_setup_hint(exc: Exception, ckpt_path) -> Exception:
+    """``exc`` as the released model's one set-up message when its encoder is missing, else unchanged."""
+    from ser_lightning.errors import EncoderWeightsError
+
+    if is_released(ckpt_path) and isinstance(exc, EncoderWeightsError) and "not found" in str(exc):
+        from ser_lightning.released import encoder_setup_message
+
+        return EncoderWeightsError(encoder_setup_message())
+    return exc
 
 
 #: The checkout holding conf/ for an editable install (src/ser_lightning/cli/console.py -> the project).

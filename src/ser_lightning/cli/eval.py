@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import checkpoint_paths
+from ser_lightning.cli.common import checkpoint_paths, released_setup_hint
 from ser_lightning.errors import SERUserError
 
 
@@ -23,7 +23,7 @@ def run_eval(cfg: DictConfig) -> int:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     output_dir = Path(cfg.paths.output_dir)
     try:
-        report = evaluate_checkpoint(checkpoint_paths(cfg.ckpt_path), data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
+        report = evaluate_checkpoint(checkpoint_paths(cfg.get("ckpt_path")), data_cfg, part=cfg.part, unknown_labels=cfg.unknown_labels,
                                      label_map=OmegaConf.to_container(cfg.label_map) if cfg.label_map else None,
                                      batch_size=cfg.batch_size, device=cfg.get("device"), output_dir=output_dir,
                                      scoring=str(cfg.get("scoring", "windows")), test_stats=str(cfg.get("test_stats", "training")),
@@ -32,7 +32,7 @@ def run_eval(cfg: DictConfig) -> int:
                                      classes=str(cfg.get("classes") or "target"),
                                      adapt=str(cfg.get("adapt") or "none"), adapt_scope=str(cfg.get("adapt_scope") or "speaker"))
     except SERUserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {released_setup_hint(exc, cfg.get('ckpt_path'))}", file=sys.stderr)
         return 2
     print(f"\n{report['checkpoint']} on {report['corpus']} ({report['part']}): {report['n_evaluated']} of "
           f"{report['n_files']} files evaluated; model classes {', '.join(report['model_classes'])}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker
+from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker, released_setup_hint
 from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
@@ -32,12 +32,15 @@ def predictor_from_config(cfg: DictConfig):
     speaker_stats = _speaker_stats(cfg)
     if cfg.get("enrol") and speaker_stats != "enrol":
         raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
-    return load_predictor(
-        checkpoint_paths(cfg.ckpt_path), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
-        window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
-        speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
-        calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
-        classes=list(cfg.classes) if cfg.get("classes") else None)
+    try:
+        return load_predictor(
+            checkpoint_paths(cfg.get("ckpt_path")), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
+            window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
+            speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
+            calibration=str(cfg.get("calibration") or "checkpoint"), temperature=cfg.get("temperature"),
+            classes=list(cfg.classes) if cfg.get("classes") else None)
+    except SERUserError as exc:
+        raise released_setup_hint(exc, cfg.get("ckpt_path")) from None
 
 
 def _speaker_stats(cfg: DictConfig) -> str:

@@ -168,12 +168,12 @@ def format_event(event) -> str:
 def run_stream(cfg: DictConfig) -> int:
     """Run ``stream.py``; returns the exit code: 0 (ended, Ctrl-C included), 1 (the
     source failed mid-stream; what was heard is still written), 2 (usage error)."""
-    from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker
+    from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker, released_setup_hint
     from ser_lightning.data.vad import build_vad
     from ser_lightning.errors import AudioDecodeError
     from ser_lightning.inference.live import StreamingPredictor, WindowResult
     from ser_lightning.inference.outputs import Prediction
-    from ser_lightning.inference.predictor import Predictor
+    from ser_lightning.inference.loading import load_predictor
     from ser_lightning.inference.writers import write_timeline
 
     if cfg.get("list_devices"):
@@ -194,10 +194,12 @@ def run_stream(cfg: DictConfig) -> int:
         else:
             rate, chunks = file_source(source, bool(cfg.realtime), float(cfg.chunk_seconds))
             label = source
-        predictor = Predictor.from_checkpoint(checkpoint_paths(cfg.ckpt_path), device=cfg.get("model_device"),
-                                              hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
-                                              silence_dbfs=cfg.get("silence_dbfs"),
-                                              speaker_stats="enrol" if cfg.get("enrol") else "training")
+        try:
+            predictor = load_predictor(checkpoint_paths(cfg.get("ckpt_path")), device=cfg.get("model_device"),
+                                       hop_seconds=cfg.get("hop_seconds"), window_seconds=cfg.get("window_seconds"),
+                                       silence_dbfs=cfg.get("silence_dbfs"), speaker_stats="enrol" if cfg.get("enrol") else "training")
+        except SERUserError as exc:
+            raise released_setup_hint(exc, cfg.get("ckpt_path")) from None
         if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):  # as predict.py enrol= [adapt=bn]
             predictor = enrol_speaker(predictor, cfg.enrol, adapt)
         vad_settings = dict(cfg.get("vad_settings") or {})

@@ -101,7 +101,7 @@ def _mlp_head(ckpt: dict, path) -> tuple[MLPHead, tuple[torch.Tensor, torch.Tens
     hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
     try:
         head = MLPHead(int(hp["n_features"]), len(hp["class_names"]), list(hp.get("hidden") or []), float(hp.get("dropout", 0.0)),
-                       float(hp.get("input_dropout", 0.0)))
+                       float(hp.get("input_dropout", 0.0)), hp.get("layer_blocks"))
         head.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         return head, (state["training_mean"], state["training_std"])
     except (ConfigError, RuntimeError, ValueError, TypeError) as exc:
@@ -139,6 +139,10 @@ class FunctionalsPredictor:
             (a file scored under several statistics modes is extracted once).
         extractor: the utterance feature extractor (default: openSMILE's ``feature_set``;
             :func:`~ser_lightning.data.utterance_features.utterance_features`).
+        window_seconds, hop_seconds: the windows of a live stream (``stream.py``, ``serve.py``'s
+            ``/stream``: :meth:`probabilities` classifies each window as a recording of its
+            own); ``predict.py`` and evaluation classify each whole file. Default 3 s every
+            half window.
 
     Raises:
         ConfigError: an unknown ``standardize`` or ``speaker_stats``, bad ``classes`` or temperature.
@@ -149,7 +153,7 @@ class FunctionalsPredictor:
     def __init__(self, head: SVMHead | MLPHead, feature_set: str, class_names: list[str], sample_rate: int, standardize: str,
                  training_stats: tuple[torch.Tensor, torch.Tensor], temperature: float = 1.0, classes: list[str] | None = None,
                  speaker_stats: str = "training", silence_dbfs: float | None = SILENCE_DBFS, memo: dict | None = None,
-                 extractor=None):
+                 extractor=None, window_seconds: float | None = None, hop_seconds: float | None = None):
         if standardize not in ("training", "speaker", "corpus"):
             raise ConfigError(f"standardize='{standardize}' is unknown; allowed: training, speaker, corpus")
         if speaker_stats not in ("training", "enrol", "inputs"):
@@ -168,6 +172,14 @@ class FunctionalsPredictor:
         self.adaptation = None
         self.memo = {} if memo is None else memo
         self.extractor = extractor if extractor is not None else utterance_features({"kind": feature_set})
+        self.window_seconds = float(window_seconds or 3.0)
+        self.hop_seconds = float(hop_seconds or self.window_seconds / 2)
+        if self.window_seconds <= 0 or self.hop_seconds <= 0:
+            raise ConfigError(f"window_seconds and hop_seconds must be positive, got {self.window_seconds} and {self.hop_seconds}")
+        self.clip_samples = int(round(self.window_seconds * self.sample_rate))
+        self.hop_samples = int(round(self.hop_seconds * self.sample_rate))
+        self.min_samples = int(math.ceil(0.025 * self.sample_rate))  # 25 ms: an encoder's receptive field
+        self.lld = False
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device=None, calibration: str = "checkpoint", temperature: float | None = None,
@@ -178,9 +190,10 @@ class FunctionalsPredictor:
             calibration: ``checkpoint`` (the temperature stored after training) or ``none`` (T = 1).
             temperature: overrides ``calibration``.
             **kwargs: ``classes``, ``speaker_stats``, ``silence_dbfs``, ``memo``, ``extractor``
-                (one already built for the checkpoint's features), ``device``; the window
-                settings of the CNN predictor (``hop_seconds``, ``window_seconds``,
-                ``scoring``, ``min_seconds``) do not apply to whole-file functionals and are ignored.
+                (one already built for the checkpoint's features), ``device``,
+                ``window_seconds`` and ``hop_seconds`` (a live stream's windows); the other
+                settings of the CNN predictor (``scoring``, ``min_seconds``) do not apply to
+                whole-file functionals and are ignored.
 
         Raises:
             CheckpointError: not a functionals model, or tensors that do not fit together.
@@ -205,7 +218,8 @@ class FunctionalsPredictor:
                 head, training_stats = _mlp_head(ckpt, path)
             stored = float((hp.get("calibration") or {}).get("temperature", 1.0))
             temp = temperature if temperature is not None else (1.0 if calibration == "none" else stored)
-            keep = {k: v for k, v in kwargs.items() if k in ("classes", "speaker_stats", "silence_dbfs", "memo")}
+            keep = {k: v for k, v in kwargs.items() if k in ("classes", "speaker_stats", "silence_dbfs", "memo", "window_seconds",
+                                                               "hop_seconds")}
             extractor = kwargs.get("extractor") or utterance_features(hp["features"], device=kwargs.get("device") or "cpu")
             return cls(head, hp["features"]["kind"], hp["class_names"], hp["sample_rate"], hp["standardize"],
                        training_stats, temp, extractor=extractor, **keep)
@@ -295,6 +309,22 @@ class FunctionalsPredictor:
         mean, std = stats if (stats is not None and self.speaker_normalized) else self.training_stats
         x = (torch.from_numpy(np.array(feats, dtype=np.float32)) - mean) / std
         return self.head(x).numpy()
+
+    def probabilities(self, windows: np.ndarray, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+        """``[n, clip_samples]`` windows of a stream -> ``[n, n_classes]`` calibrated
+        probabilities, each window classified as a recording of its own (the zeros a
+        stream shorter than one window is padded with are left out first).
+
+        Args:
+            stats: a speaker's ``(mean, std)`` (speaker- or corpus-normalised model); ``None``:
+                the training statistics.
+        """
+        rows = []
+        for w in np.asarray(windows, dtype=np.float32):
+            voiced = np.flatnonzero(w)
+            w = w[voiced[0]:voiced[-1] + 1] if voiced.size else w
+            rows.append(self.functionals(w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w)))))
+        return self.calibrated(self.logits(np.stack(rows), stats))
 
     def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False,
                 stats: list | None = None) -> list[Prediction]:

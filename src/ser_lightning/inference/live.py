@@ -158,6 +158,9 @@ class StreamingPredictor:
                  stats=None, batch_size: int = 16):
         if int(input_rate) <= 0:
             raise ConfigError(f"input_rate must be a positive number of Hz, got {input_rate}")
+        if not hasattr(predictor, "probabilities"):
+            raise ConfigError("a late fusion of different model kinds scores whole files and cannot follow a live stream: "
+                              "use predict.py on recordings, or stream one model")
         if getattr(predictor, "lld", False):
             raise ConfigError(f"a model on openSMILE descriptors (features={predictor.features.config.kind}) computes them over "
                               f"each whole input, which a live stream does not have: use predict.py (or serve.py "

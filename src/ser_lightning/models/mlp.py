@@ -25,13 +25,19 @@ class MLPHead(nn.Module):
         dropout: dropout probability in [0, 1) on the input of every linear layer after
             the first and, with ``input_dropout``, on the features.
         input_dropout: dropout probability in [0, 1) on the standardised features.
+        layer_blocks: an encoder embedding's layout ``{"layers": L, "dim": D, "std_layers": S}``
+            (``L`` per-layer means of ``D`` numbers, then ``S`` per-layer deviations: ``S = 1``,
+            the last layer's, or ``S = L``) to combine the layers with SUPERB's learnt
+            softmax weights (:class:`~ser_lightning.encoders.pooling.LayerWeights`) into
+            ``[2 * D]`` before the MLP; ``None``: every number side by side (concatenation).
 
     Raises:
-        ConfigError: a non-positive size, fewer than 2 classes, a probability outside [0, 1).
+        ConfigError: a non-positive size, fewer than 2 classes, a probability outside [0, 1),
+            ``layer_blocks`` that do not add up to ``n_features``.
     """
 
     def __init__(self, n_features: int, n_classes: int, hidden: list[int] | tuple[int, ...] = (256,), dropout: float = 0.3,
-                 input_dropout: float = 0.0):
+                 input_dropout: float = 0.0, layer_blocks: dict | None = None):
         super().__init__()
         hidden = [int(h) for h in hidden]
         if n_features < 1 or n_classes < 2 or any(h < 1 for h in hidden):
@@ -42,6 +48,16 @@ class MLPHead(nn.Module):
                 raise ConfigError(f"model.{name}={p}: a probability in [0, 1)")
         layers: list[nn.Module] = [nn.Dropout(float(input_dropout))] if input_dropout > 0 else []
         width = int(n_features)
+        self.layer_blocks = dict(layer_blocks) if layer_blocks else None
+        self.layer_weights = None
+        if self.layer_blocks:
+            from ser_lightning.encoders.pooling import LayerWeights
+
+            n_layers, dim, std_layers = (int(self.layer_blocks[k]) for k in ("layers", "dim", "std_layers"))
+            if std_layers not in (1, n_layers) or (n_layers + std_layers) * dim != n_features:
+                raise ConfigError(f"layer_blocks {self.layer_blocks} do not describe {n_features} embedding numbers")
+            self.layer_weights = LayerWeights(n_layers)
+            width = 2 * dim
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(float(dropout))]
             width = h
@@ -51,4 +67,11 @@ class MLPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, n_features]`` standardised functionals -> ``[batch, n_classes]`` logits (float32)."""
-        return self.layers(x.float())
+        x = x.float()
+        if self.layer_weights is not None:
+            n_layers, dim = int(self.layer_blocks["layers"]), int(self.layer_blocks["dim"])
+            means = self.layer_weights(x[:, : n_layers * dim].reshape(len(x), n_layers, dim))
+            stds = x[:, n_layers * dim:].reshape(len(x), -1, dim)
+            stds = stds[:, 0] if stds.shape[1] == 1 else self.layer_weights(stds)
+            x = torch.cat([means, stds], dim=1)
+        return self.layers(x)
