@@ -7,6 +7,7 @@ standardisation and input-set statistics. Nothing is downloaded."""
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from types import SimpleNamespace
 
@@ -18,7 +19,8 @@ pytest.importorskip("transformers")
 
 from ser_lightning.encoders.embedding import EncoderEmbedding  # noqa: E402
 from ser_lightning.encoders.encoder import build_encoder  # noqa: E402
-from ser_lightning.encoders.hf import HFEncoder, home_dir, resolve_model_dir, whisper_hidden_states  # noqa: E402
+from ser_lightning.encoders.hf import HFEncoder, home_dir, resolve_model_dir  # noqa: E402
+from ser_lightning.encoders.whisper import load_whisper_encoder  # noqa: E402
 from ser_lightning.encoders.whisper_features import WhisperLogMel  # noqa: E402
 from ser_lightning.errors import ConfigError, EncoderWeightsError  # noqa: E402
 from tests.helpers.hf_encoders import tiny_wav2vec2, tiny_whisper  # noqa: E402
@@ -56,14 +58,16 @@ def test_whisper_log_mel_equals_the_feature_extractor():
         WhisperLogMel()(torch.zeros(1, 100))
 
 
-def test_short_window_encoder_equals_transformers_encoder_on_30_s(whisper_dir):
+def test_our_whisper_encoder_equals_transformers_encoder_on_30_s(whisper_dir):
     from transformers import WhisperModel
 
     reference = WhisperModel.from_pretrained(whisper_dir).encoder.eval()
+    ours_module = load_whisper_encoder(whisper_dir, whisper_dir / "model.safetensors")
+    assert set(ours_module.state_dict()) == set(reference.state_dict())  # transformers' names: the file loads as published
     mel = WhisperLogMel()(torch.from_numpy(_speech_like(30.0))[None])
     with torch.no_grad():
         out = reference(mel, output_hidden_states=True)
-        ours = whisper_hidden_states(reference, mel)
+        ours = ours_module(mel)
     assert len(ours) == len(out.hidden_states) == 3  # convolution output + 2 blocks
     for a, b in zip(ours, out.hidden_states, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
@@ -87,6 +91,19 @@ def test_whisper_encoder_cut_and_pad30_windows(whisper_dir):
     assert torch.allclose(b, torch.stack([h[:, :150] for h in states], dim=1), atol=1e-5)
     with pytest.raises(ValueError, match="at most 30 s"):
         cut(torch.zeros(1, 31 * 16000))
+    # a window of any length: the same as transformers' encoder built for that many positions
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = WhisperConfig.from_pretrained(whisper_dir)
+    config.max_source_positions = 150
+    short = WhisperEncoder(config).eval()
+    state = {k: v for k, v in reference.state_dict().items()}
+    state["embed_positions.weight"] = state["embed_positions.weight"][:150]
+    short.load_state_dict(state)
+    with torch.no_grad():
+        expected = torch.stack(short(WhisperLogMel()(wave), output_hidden_states=True).hidden_states, dim=1)
+    assert torch.allclose(a, expected, atol=1e-5)
     with pytest.raises(ConfigError, match="window"):
         HFEncoder(f"hf:{whisper_dir}", window="full")
 
@@ -270,3 +287,21 @@ def test_mlp_head_layer_weights_combine_an_embeddings_layers():
     assert torch.allclose(head(x), head.layers(torch.cat([x[:, 8:12], x[:, 12:]], dim=1)), atol=1e-5)
     with pytest.raises(ConfigError, match="do not describe"):
         MLPHead(20, 2, [], 0.0, 0.0, blocks)
+
+
+def test_weight_hashes_are_remembered_across_processes_and_renewed_when_the_file_changes(tmp_path, monkeypatch):
+    from ser_lightning.encoders import weights
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 1000)
+    first = weights.file_sha256(f)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert json.loads(weights.hash_record().read_text())[str(f.resolve())][0] == first
+    monkeypatch.setattr(weights, "_HASHES", {})  # a new process: the record answers
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: pytest.fail("hashed again"))
+    assert weights.file_sha256(f) == first
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f.write_bytes(b"b" * 1001)  # changed in place: another size, another hash
+    assert weights.file_sha256(f) == hashlib.sha256(b"b" * 1001).hexdigest()

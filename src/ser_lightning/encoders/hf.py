@@ -3,9 +3,12 @@
 :class:`~ser_lightning.encoders.encoder.SSLEncoder` (waveform -> every hidden state).
 
 ``transformers`` (an optional extra, ``pip install 'ser-lightning[hf]'``) is the one library
-that holds these architectures with the weight layout their published checkpoints use
+that holds the wav2vec 2.0 family with the weight layout their published checkpoints use
 (``config.json`` + ``model.safetensors``): our own copies would have to track every model's
-key names and quirks. It is imported only when such an encoder is built.
+key names and quirks. It is imported only when such an encoder is built. Whisper's encoder,
+the one the released model uses, runs in plain torch from the same files
+(:mod:`ser_lightning.encoders.whisper`: ``transformers``' import alone costs more than a
+prediction), tested equal to ``transformers``' ``WhisperEncoder``.
 
 Names (``model.encoder.name`` / ``features.encoder.name``):
 
@@ -212,42 +215,6 @@ def read_spec(name: str, folder: Path, window: str = "cut") -> HFSpec:
     return HFSpec(name, kind, folder, layers + 1, dim, params, normalize)
 
 
-def _load_whisper_encoder(folder: Path, spec: HFSpec) -> nn.Module:
-    """``transformers``' ``WhisperEncoder`` with only the encoder's tensors read from the
-    directory's weight file (the decoder, half of a Whisper checkpoint, is never loaded)."""
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    config = WhisperConfig.from_pretrained(folder)
-    encoder = WhisperEncoder(config)
-    path = weights_file(folder)
-    state = _read_state(path)
-    for prefix in ("model.encoder.", "encoder."):
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            break
-    else:
-        raise EncoderWeightsError(f"{path} holds no Whisper encoder tensors (keys 'model.encoder.*' or 'encoder.*')")
-    try:
-        encoder.load_state_dict(sub, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines()[1:4]]
-        raise EncoderWeightsError(f"{path} does not fit its own config.json's Whisper encoder: {' '.join(lines)[:400]}") from exc
-    return encoder
-
-
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types; all mean "unreadable"
-        raise EncoderWeightsError(f"{path} is corrupt or not a weight file ({type(exc).__name__}: {str(exc)[:200]}). "
-                                  f"Delete the directory and fetch it again.") from exc
-
-
 def _load_auto_model(folder: Path) -> nn.Module:
     """wav2vec 2.0 / HuBERT / WavLM / data2vec-audio through ``AutoModel`` (offline)."""
     from transformers import AutoModel
@@ -268,19 +235,22 @@ def _load_auto_model(folder: Path) -> nn.Module:
 
 
 def load_hf_model(spec: HFSpec) -> nn.Module:
-    """The encoder network of ``spec`` with its weights, in eval mode.
+    """The encoder network of ``spec`` with its weights, in eval mode: Whisper's in plain torch
+    (:mod:`ser_lightning.encoders.whisper`), the others through ``transformers``.
 
     Raises:
-        ConfigError: ``transformers`` is not installed (names the extra).
+        ConfigError: ``transformers`` is not installed for a non-Whisper model (names the extra).
         EncoderWeightsError: unreadable or mismatched weights.
     """
+    if spec.model_type == "whisper":
+        from ser_lightning.encoders.whisper import load_whisper_encoder
+
+        return load_whisper_encoder(spec.folder, weights_file(spec.folder))
     try:
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise ConfigError("Hugging Face encoders (Whisper, hf:...) need the 'transformers' package: "
-                          "pip install 'ser-lightning[hf]'") from exc
-    model = _load_whisper_encoder(spec.folder, spec) if spec.model_type == "whisper" else _load_auto_model(spec.folder)
-    return model.eval()
+        raise ConfigError(f"{spec.name} ({spec.model_type}) needs the 'transformers' package: pip install 'ser-lightning[hf]'") from exc
+    return _load_auto_model(spec.folder).eval()
 
 
 class HFEncoder(nn.Module):
@@ -392,33 +362,10 @@ class HFEncoder(nn.Module):
             raise ValueError(f"a Whisper encoder takes at most {CHUNK_SECONDS} s per window, got {n / 16000:.1f} s")
         positions = max(1, (n // 160 + 1) // 2)
         if self.window == "pad30":
-            states = whisper_hidden_states(self.model, self.logmel(nn.functional.pad(waves, (0, CHUNK_SAMPLES - n))))
+            states = self.model(self.logmel(nn.functional.pad(waves, (0, CHUNK_SAMPLES - n))))
             return tuple(h[:, :positions] for h in states)
-        return whisper_hidden_states(self.model, self.logmel(waves))
-
-
-def whisper_hidden_states(encoder: nn.Module, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``transformers``' ``WhisperEncoder`` on ``mel`` ``[batch, n_mels, frames]`` of any
-    length up to 3000 frames, with the positional table cut to the output's length.
-
-    The same computation as ``WhisperEncoder.forward(..., output_hidden_states=True)``
-    (which accepts 3000 frames only): convolutions with GELU, positions added, the blocks
-    (no attention mask: every frame is audio), the final LayerNorm on the last state.
-
-    Returns:
-        1 + ``encoder_layers`` tensors ``[batch, positions, d_model]``.
-    """
-    x = nn.functional.gelu(encoder.conv1(mel))
-    x = nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)
-    x = x + encoder.embed_positions.weight[: x.shape[1]].to(x.dtype)
-    states = [x]
-    for block in encoder.layers:
-        out = block(x, None)
-        x = out[0] if isinstance(out, tuple) else out  # transformers 4 returned a tuple
-        states.append(x)
-    states[-1] = encoder.layer_norm(x)
-    return tuple(states)
+        return self.model(self.logmel(waves))
 
 
 __all__ = ["HFEncoder", "HFSpec", "WHISPER", "WINDOWS", "download_command", "encoders_home", "home_dir", "is_hf_name",
-           "read_spec", "repo_id", "resolve_model_dir", "whisper_hidden_states"]
+           "read_spec", "repo_id", "resolve_model_dir"]

@@ -11,6 +11,8 @@ from, its size and the download command.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -24,18 +26,51 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, memoised per ``(path, size, mtime)`` in this process
-    (a base-size file, about 380 MB, takes about 1 s to hash)."""
+    """SHA-256 (hex) of a file, memoised per ``(path, size, mtime)`` in this process and
+    across processes in :func:`hash_record` (a base-size file, about 380 MB, takes about 1 s
+    to hash: every ``predict.py`` call would pay it). A file changed in place gets a new
+    size or modification time, so a new hash."""
     path = Path(path).resolve()
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
+        stored = _stored_hashes().get(str(path))
+        if stored and stored[1:] == [st.st_size, st.st_mtime_ns]:
+            _HASHES[key] = stored[0]
+            return stored[0]
         h = hashlib.sha256()
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
         _HASHES[key] = h.hexdigest()
+        _store_hash(str(path), [h.hexdigest(), st.st_size, st.st_mtime_ns])
     return _HASHES[key]
+
+
+def hash_record() -> Path:
+    """``$XDG_CACHE_HOME/ser-lightning/file-hashes.json`` (default ``~/.cache/...``): path ->
+    ``[SHA-256, size, mtime_ns]`` of the weight files hashed on this machine."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ser-lightning" / "file-hashes.json"
+
+
+def _stored_hashes() -> dict:
+    try:
+        return json.loads(hash_record().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _store_hash(path: str, entry: list) -> None:
+    """Add ``entry`` to :func:`hash_record` (atomically; a read-only home only loses the speed-up)."""
+    record = hash_record()
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        table = {**_stored_hashes(), path: entry}
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table))
+        os.replace(tmp, record)
+    except OSError:
+        pass
 
 
 def _where(spec: EncoderSpec) -> str:
