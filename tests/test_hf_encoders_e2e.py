@@ -133,3 +133,46 @@ def test_real_whisper_base_when_present(originals):
     wave = load_audio(next((originals / "tess").rglob("*.wav")), 16000)
     x = emb(wave)
     assert x.shape == (4096,) and np.all(np.isfinite(x)) and x[-512:].min() >= 0  # the last block's std is non-negative
+
+
+@pytest.fixture
+def fake_release(runs, tmp_path, monkeypatch):
+    """The probe's checkpoint packaged as a release (scripts/release.py's packaging) in a temporary folder."""
+    import importlib.util
+
+    from ser_lightning import released
+
+    spec = importlib.util.spec_from_file_location("release_script", REPO / "scripts" / "release.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = tmp_path / "released"
+    folder.mkdir()
+    script._package(runs / "probe" / "checkpoints" / "best.ckpt", {"method": "temperature", "temperature": 1.5}, folder / "m.ckpt")
+    ckpt = torch.load(folder / "m.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["features"]["encoder"]["weights"] is None and "optimizer_states" not in ckpt
+    (folder / "release.json").write_text(json.dumps({
+        "name": "tiny-release", "file": "m.ckpt", "licence": "CC BY-NC-SA 4.0", "classes": ckpt["hyper_parameters"]["class_names"],
+        "training": {"corpora": ["tess"]}, "encoder": {"name": "whisper_base"}}))
+    monkeypatch.setattr(released, "RELEASE_DIR", folder)
+    monkeypatch.setattr(released, "RECORD", folder / "release.json")
+    released.record.cache_clear()
+    yield folder
+    released.record.cache_clear()
+
+
+def test_predict_without_a_checkpoint_uses_the_release_and_names_it(runs, fake_release, originals, monkeypatch, capsys):
+    from ser_lightning.cli.predict import run_predict
+    from tests.helpers.configs import compose_predict
+
+    monkeypatch.setenv("SER_ENCODERS", str(runs / "encoders"))
+    assert run_predict(compose_predict(f"input={originals / 'tess'}")) == 0
+    out, err = capsys.readouterr()
+    assert "model: tiny-release (licence CC BY-NC-SA 4.0)" in out and "non-commercial research use" in err
+    assert sum(line.split()[1] in CLASSES for line in out.splitlines()[2:] if line.strip()) == 7
+    # without the encoder: one message with the one set-up command, nothing else
+    monkeypatch.setenv("SER_ENCODERS", str(runs / "nowhere"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(runs / "no_hub"))
+    assert run_predict(compose_predict(f"input={originals / 'tess'}")) == 2
+    err = capsys.readouterr().err
+    assert "python -m ser_lightning.cli.download encoder=whisper_base" in err and "Traceback" not in err
+    assert err.count("error:") == 1

@@ -56,6 +56,20 @@ def is_released(ckpt_path) -> bool:
     return ckpt_path is None or str(ckpt_path) in ("", "released")
 
 
+def model_description(ckpt_path) -> dict:
+    """What a user is told about the model: ``{"name", "licence", "card"}`` (the released
+    model's record; a checkpoint's file name, licence and card unknown)."""
+    from omegaconf import OmegaConf
+
+    if is_released(ckpt_path):
+        from ser_lightning.released import record
+
+        r = record()
+        return {"name": r["name"], "licence": r["licence"], "card": "docs/MODEL_CARD.md", "classes": r["classes"]}
+    paths = list(ckpt_path) if OmegaConf.is_list(ckpt_path) or isinstance(ckpt_path, (list, tuple)) else [ckpt_path]
+    return {"name": " + ".join(str(p) for p in paths), "licence": None, "card": None}
+
+
 def released_setup_hint(exc: Exception, ckpt_path) -> Exception:
     """``exc`` as the released model's one set-up message when its encoder is missing, else unchanged."""
     from ser_lightning.errors import EncoderWeightsError

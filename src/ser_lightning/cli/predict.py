@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker, released_setup_hint
+from ser_lightning.cli.common import adapt_setting, checkpoint_paths, enrol_speaker, model_description, released_setup_hint
 from ser_lightning.errors import ConfigError, SERUserError
 from ser_lightning.inference.writers import _plot_paths, print_table, write_predictions, write_timeline
 
@@ -33,7 +33,7 @@ def predictor_from_config(cfg: DictConfig):
     if cfg.get("enrol") and speaker_stats != "enrol":
         raise ConfigError(f"enrol= is given but speaker_stats={speaker_stats}: use speaker_stats=enrol (or auto)")
     try:
-        return load_predictor(
+        predictor = load_predictor(
             checkpoint_paths(cfg.get("ckpt_path")), device=cfg.get("device"), hop_seconds=cfg.get("hop_seconds"),
             window_seconds=cfg.get("window_seconds"), silence_dbfs=cfg.get("silence_dbfs"), min_seconds=cfg.get("min_seconds"),
             speaker_stats=speaker_stats, scoring=str(cfg.get("scoring") or "windows"),
@@ -41,6 +41,8 @@ def predictor_from_config(cfg: DictConfig):
             classes=list(cfg.classes) if cfg.get("classes") else None)
     except SERUserError as exc:
         raise released_setup_hint(exc, cfg.get("ckpt_path")) from None
+    predictor.description = model_description(cfg.get("ckpt_path"))  # named in predict.py's output and serve.py's page
+    return predictor
 
 
 def _speaker_stats(cfg: DictConfig) -> str:
@@ -62,7 +64,9 @@ def enrol_from_config(predictor, cfg: DictConfig):
         raise ConfigError("speaker_stats=enrol needs enrol=<files, folder or glob of the speaker's recordings>")
     adapt = adapt_setting(cfg)
     if cfg.get("enrol") and (predictor.speaker_normalized or adapt == "bn"):
+        description = getattr(predictor, "description", None)
         predictor = enrol_speaker(predictor, cfg.enrol, adapt)
+        predictor.description = description
     return predictor
 
 
@@ -106,6 +110,9 @@ def run_predict(cfg: DictConfig) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     predictions = apply_min_confidence(predictions, min_confidence)
+    about = getattr(predictor, "description", None) or {}
+    if about.get("name"):
+        print(f"model: {about['name']}" + (f" (licence {about['licence']})" if about.get("licence") else ""))
     print_table(predictions)
     if min_confidence is not None:
         print(abstention_summary(predictions, min_confidence))

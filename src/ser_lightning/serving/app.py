@@ -164,7 +164,8 @@ def create_app(scorer: Scorer, settings: ServeSettings):
                 "hop_seconds": predictor.hop_seconds, "vad": scorer.vad_name or "none", "segmenter": scorer.segmenter,
                 "key_required": bool(settings.api_key), "queue": queue.waiting, "streams": streams["open"],
                 "batches": queue.batches, "files_scored": queue.items_scored,
-                "model_cpu_seconds": round(queue.worker_cpu_seconds, 4)}
+                "model_cpu_seconds": round(queue.worker_cpu_seconds, 4),
+                "model": getattr(predictor, "description", None)}
 
     @app.get("/", include_in_schema=False)
     async def page():

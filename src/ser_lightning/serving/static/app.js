@@ -56,7 +56,9 @@ async function loadModel() {
     state.classes = h.classes;
     state.rate = h.stream_sample_rate;
     state.keyRequired = h.key_required;
-    $('model').textContent = `Classes: ${h.classes.join(', ')}; windows of ${h.window_seconds} s; ` +
+    const about = h.model && h.model.name ? `Model: ${h.model.name}` +
+      (h.model.licence ? ` (licence ${h.model.licence}${h.model.card ? `, card: ${h.model.card}` : ''})` : '') + '. ' : '';
+    $('model').textContent = about + `Classes: ${h.classes.join(', ')}; windows of ${h.window_seconds} s; ` +
       `voice activity detection: ${h.vad}.`;
     $('keybox').hidden = !h.key_required;
     const legend = $('legend');
