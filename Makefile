@@ -5,7 +5,8 @@
 #   make test    creates .venv on first use, then runs the test suite (never downloads)
 # Extra Hydra overrides: make train ARGS="model=cnn1d data=ravdess"
 # Corpora: make data CORPUS=ravdess ARGS="accept_licence=true"  (python -m ser_lightning.cli.download)
-# Pretrained encoder weights (model=ssl, docs/ENCODERS.md): make encoder ENCODER=wavlm_base_plus (or whisper_base)
+# Pretrained encoder weights (docs/ENCODERS.md): make encoder ENCODER=whisper_base (the released model's)
+#   make serve   the page with the released general model (docs/MODEL_CARD.md)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,7 +32,7 @@ endif
 # The data root as paths.data_dir resolves it (conf/paths/default.yaml).
 DATA_ROOT = $(if $(SER_DATA_DIR),$(SER_DATA_DIR),data)
 
-.PHONY: venv train test predict clean data encoder
+.PHONY: venv train test predict clean data encoder serve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,11 @@ data: $(VENV)/.installed
 encoder: $(VENV)/.installed
 	@test -n "$(ENCODER)" || { echo "usage: make encoder ENCODER=<wav2vec2_base|wav2vec2_large_lv60k|wav2vec2_xlsr_300m|hubert_base|hubert_large|wavlm_base|wavlm_base_plus|wavlm_large|whisper_tiny|whisper_base|whisper_small|whisper_medium|whisper_large_v3|hf:<model id>> [ARGS='mirror=URL']"; exit 1; }
 	$(PY) -m ser_lightning.cli.download encoder=$(ENCODER) $(ARGS)
+
+# The page (http://127.0.0.1:8000/) with the released general model (docs/MODEL_CARD.md); needs
+# its encoder once: make encoder ENCODER=whisper_base. Another model: make serve ARGS="ckpt_path=..."
+serve: $(VENV)/.installed
+	$(PY) serve.py $(ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
