@@ -160,6 +160,10 @@ class FunctionalsPredictor:
             raise ConfigError(f"speaker_stats='{speaker_stats}' is not available for a model on functionals; allowed: training, enrol, inputs")
         if not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+        if standardize == "training" and speaker_stats == "inputs":  # would be ignored: a silent wrong answer
+            raise ConfigError("speaker_stats=inputs: this model standardises with its training statistics and takes no "
+                              "statistics of your recordings; use a model trained with model.standardize=corpus or speaker, "
+                              "or leave speaker_stats out")
         self.head = head.eval()
         self.feature_set, self.class_names, self.sample_rate = feature_set, list(class_names), int(sample_rate)
         self.standardize = standardize
