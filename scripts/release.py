@@ -316,8 +316,8 @@ def card(args) -> int:
     w("license: cc-by-nc-sa-4.0\nlanguage: [en, pl, am]\nlibrary_name: ser-lightning\ntags: [speech-emotion-recognition, audio-classification, whisper]")
     w("base_model: openai/whisper-base\nmetrics: [uar, war, ece]\n---\n")
     w(f"# {rec['name']}\n")
-    w("<!-- Written by `python scripts/release.py card` from src/ser_lightning/released/release.json and the run records in "
-      "docs/results/ (RESULTS.md); edit the script, not this file. -->\n")
+    w(f"<!-- Written by `python scripts/release.py card --tag {tag}` from src/ser_lightning/released/release.json and the run "
+      f"records in docs/results/ (RESULTS.md); edit the script, not this file. -->\n")
     w(f"A speech emotion recognition model anyone can run on their own recordings without training: OpenAI's Whisper base "
       f"encoder, frozen, and a small head ({'linear' if not rec['head']['hidden'] else 'MLP ' + str(rec['head']['hidden'])}, "
       f"embedding standardised by its {rec['head']['standardize']} statistics) trained on {len(rec['training']['corpora'])} "
@@ -360,7 +360,7 @@ def card(args) -> int:
     w("## Results\n")
     w(f"The release's recipe (`{tag}`) under leave-one-corpus-out over the seven shared corpora (`loco7`: each job trains on "
       f"six, TESS and TurEV-DB included there, and tests on every file of the seventh, scored on its own classes; "
-      f"[RESULTS.md](RESULTS.md#loco7)). Test UAR %, by what the model knows of the speaker at test time:\n")
+      f"[RESULTS.md](RESULTS.md), loco7). Test UAR %, by what the model knows of the speaker at test time:\n")
     w("| held-out corpus | language | files | " + " | ".join(MODE_TITLES[m] for m in modes) + " | ECE % (T of its run) |")
     w("|---|---|---|" + "---|" * len(modes) + "---|")
     means = {m: [] for m in modes}
@@ -449,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("perturb")
     p.add_argument("--draws", type=int, default=3)
     d = sub.add_parser("card")
-    d.add_argument("--tag", required=True, help="the loco7 recipe tag of the release's recipe (docs/results/loco7/<tag>)")
+    d.add_argument("--tag", default="whisper_base-probe-training",
+                   help="the loco7 recipe tag of the release's recipe (docs/results/loco7/<tag>)")
     d.add_argument("--single-corpus-tag", default="whisper_base-probe-training")
     d.add_argument("--statistics-tag", default="whisper_base-probe-corpus", help="the same head standardised per corpus")
     d.add_argument("--out", default=str(REPO / "docs" / "MODEL_CARD.md"))

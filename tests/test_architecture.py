@@ -29,7 +29,7 @@ PACKAGE = REPO / "src" / "ser_lightning"
 #: ``serving`` (serve.py's app) is a caller of inference, beside evaluation: cli.serve imports
 #: it, and it never imports evaluation, training or cli.
 #: ``baselines`` (the openSMILE-functionals SVM) scores through evaluation and is run by training.
-LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "encoders": 1, "data": 2, "models": 2,
+LAYERS = {"labels": 0, "errors": 0, "metrics": 0, "plots": 0, "transforms": 1, "encoders": 1, "released": 1, "data": 2, "models": 2,
           "inference": 3, "evaluation": 4, "serving": 4, "baselines": 4.5, "training": 5, "cli": 6, "download": 7}
 
 
