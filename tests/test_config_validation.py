@@ -75,3 +75,84 @@ def test_resume_finds_last_checkpoint_or_says_where_it_looked(tmp_path, data_dir
     other = compose_train([f"resume={run}"], data_dir, output_dir=tmp_path / "new_run")
     assert resume_checkpoint(other) == str(run / "checkpoints" / "last.ckpt")
     assert resume_checkpoint(compose_train([], data_dir, output_dir=run)) is None
+
+
+# --- the augmentation of openSMILE descriptor input (features=egemaps|compare) -----------
+
+
+def _augment_group(option: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"augment={option}"]).augment
+
+
+@pytest.mark.parametrize("kind", ["egemaps", "compare"])
+@pytest.mark.parametrize("model", ["cnn2d", "cnn1d"])
+def test_descriptor_features_pick_specaugment_and_pass_the_check(data_dir, kind, model):
+    """``python train.py data=savee features=egemaps``: the group picks augment=specaugment in
+    place of the waveform augment=default, so the run passes the config check and the DataModule."""
+    from ser_lightning.training.pipeline import build_datamodule
+
+    cfg = compose_train(["data=savee", f"features={kind}", f"model={model}"], data_dir)
+    assert cfg.augment == _augment_group("specaugment")
+    validate_config(cfg)
+    assert build_datamodule(cfg).spec_augment  # the masks are on; no ConfigError on the way
+    # features the waveform augmentation works on keep augment=default
+    assert compose_train(["features=mfcc"], data_dir).augment == _augment_group("default")
+    assert compose_train([], data_dir).augment == _augment_group("default")
+
+
+@pytest.mark.parametrize("overrides, keys", [
+    (["augment=default"], ["augment.noise", "augment.gain"]),
+    (["augment=strong"], ["augment.speed", "augment.pitch", "augment.time_shift", "augment.gain", "augment.noise"]),
+    (["augment=channel"], ["augment.gain", "augment.eq", "augment.reverb", "augment.telephone", "augment.noise"]),
+    (["+augment.noise={p: 0.5, snr_db: [10, 40]}"], ["augment.noise"]),
+])
+def test_an_explicit_waveform_augmentation_for_descriptors_is_refused_naming_its_keys(data_dir, overrides, keys):
+    """The command line wins over the group's choice, and a waveform augmentation then gets
+    the ConfigError naming its keys and the fix, before a run directory is written."""
+    cfg = compose_train(["data=savee", "features=egemaps", *overrides], data_dir)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    message = str(info.value)
+    assert "features=egemaps" in message and "augment=specaugment" in message and "augment=none" in message
+    for key in keys:
+        assert key in message and f"{key}=null" in message
+    assert "augment.specaugment" not in message
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["augment=none"], "none"),
+    (["augment=specaugment", "augment.specaugment.p=0.3"], None),
+    (["+augment.mixup={p: 0.5, alpha: 0.4}"], None),
+])
+def test_explicit_augmentations_descriptors_can_take_win_and_pass(data_dir, overrides, expected):
+    cfg = compose_train(["data=savee", "features=compare", *overrides], data_dir)
+    if expected is not None:
+        assert cfg.augment == _augment_group(expected)
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize("kind", ["egemaps", "compare"])
+def test_functionals_models_compose_with_the_descriptor_groups(data_dir, kind):
+    """model=svm and model=mlp (utterance functionals, no augmentation) compose with the
+    features group's augment override and pass their own config checks."""
+    from ser_lightning.baselines.mlp import check_mlp_config
+    from ser_lightning.baselines.svm import check_svm_config
+
+    check_svm_config(compose_train(["model=svm", f"features={kind}", "data=savee"], data_dir))
+    check_mlp_config(compose_train(["model=mlp", f"features={kind}", "data=savee"], data_dir))
+    check_mlp_config(compose_train(["model=mlp", f"features={kind}", "augment=strong"], data_dir))
+
+
+def test_model_and_experiment_choices_of_augment_still_win(data_dir):
+    # model=ssl picks features=waveform and augment=none; with features=egemaps given as well,
+    # the model's augment=none wins over the features group's choice (then the check refuses the pair)
+    assert compose_train(["model=ssl", "features=egemaps"], data_dir).augment == _augment_group("none")
+    # an experiment's augment choice wins too (and is refused for descriptor input as any explicit one)
+    cfg = compose_train(["experiment=speaker_independent", "features=egemaps"], data_dir)
+    assert cfg.augment == _augment_group("strong")
+    with pytest.raises(ConfigError, match="augment.speed"):
+        validate_config(cfg)
+    # explore.py (no augmentation) still composes the descriptor groups
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        assert compose("explore", overrides=["features=egemaps"]).features.kind == "egemaps"

@@ -35,7 +35,13 @@ from ser_lightning.data.splits import Split
 from ser_lightning.data.usable import drop_unusable, read_rows, split_usable
 from ser_lightning.errors import ConfigError, DataQualityError
 from ser_lightning.labels import sort_labels
-from ser_lightning.transforms.augment import SPECTROGRAM_AUGMENTS, TARGET_AUGMENTS, WAVEFORM_AUGMENTS, build_chain
+from ser_lightning.transforms.augment import (
+    SPECTROGRAM_AUGMENTS,
+    TARGET_AUGMENTS,
+    WAVEFORM_AUGMENTS,
+    build_chain,
+    descriptor_augment_problem,
+)
 from ser_lightning.transforms.features import FeatureConfig, FeatureExtractor
 from ser_lightning.transforms.speaker_norm import FeatureStats, SpeakerNormalizer, recording_stats
 
@@ -180,12 +186,8 @@ class SERDataModule(L.LightningDataModule):
         if self.feature_config.kind == "waveform" and len(self.spec_augment):
             raise ConfigError("features=waveform (model=ssl) has no spectrogram to mask: set augment.specaugment=null "
                               "(augment=none, or waveform augmentation only)")
-        if self.feature_config.is_lld and len(self.wave_augment):
-            on = [k for k, v in (augment or {}).items() if k in WAVEFORM_AUGMENTS and v]
-            raise ConfigError(
-                f"features={self.feature_config.kind}: the openSMILE descriptors are computed once per file and cached, so "
-                f"waveform augmentation ({', '.join(f'augment.{k}' for k in on)}) cannot change them; use augment=specaugment "
-                f"(time/feature masks on the descriptors) or augment=none, or set {' '.join(f'augment.{k}=null' for k in on)}")
+        if problem := descriptor_augment_problem(self.feature_config.kind, augment):
+            raise ConfigError(problem)
         if self.feature_config.is_lld and train_crop != "random":
             raise ConfigError(f"features={self.feature_config.kind} crops descriptor windows at random; data.train_crop=windows "
                               f"is for a frozen encoder's embedding cache (model=ssl)")

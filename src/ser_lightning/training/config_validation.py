@@ -84,7 +84,8 @@ def data_problems(cfg: DictConfig) -> list[str]:
 
 
 def model_problems(cfg: DictConfig) -> list[str]:
-    """Problems of the ``model`` and ``features`` groups: names and learning rate."""
+    """Problems of the ``model`` and ``features`` groups: names and learning rate, and the
+    augmentation each feature kind can take."""
     from ser_lightning.models.backbones import BACKBONES
     from ser_lightning.models.module import OPTIMIZERS, SCHEDULERS
     from ser_lightning.transforms.features import FEATURE_KINDS, NORMALIZATIONS
@@ -121,6 +122,14 @@ def model_problems(cfg: DictConfig) -> list[str]:
     if (backbone == "ssl") != (kind == "waveform"):
         problems.append(f"model.backbone.name={backbone} with features.kind={kind}: a pretrained encoder (model=ssl) takes "
                         f"features=waveform, and only it does")
+    if kind in ("egemaps", "compare"):  # openSMILE descriptors: refused before a run directory is written
+        from ser_lightning.transforms.augment import descriptor_augment_problem
+
+        try:
+            if problem := descriptor_augment_problem(kind, _get(cfg, "augment")):
+                problems.append(problem)
+        except ConfigError as exc:  # an unknown augment.<name>
+            problems.append(str(exc))
     if backbone == "ssl" and _get(cfg, "model.encoder.freeze", True) and _get(cfg, "model.encoder.cache", False):
         augments = [k for k, v in (_get(cfg, "augment") or {}).items() if v and (not hasattr(v, "get") or (v.get("enabled", True) and (v.get("p") or 1) > 0))]
         if augments:

@@ -601,16 +601,50 @@ def build_chain(cfg: dict | None, registry: dict[str, type[nn.Module]], sample_r
         ValueError: an entry names no known augmentation.
     """
     modules = []
+    for name in enabled_augments(cfg, registry):
+        args = dict(cfg[name])
+        args.pop("enabled", None)
+        if sample_rate is not None and "sample_rate" in inspect.signature(registry[name]).parameters:
+            args.setdefault("sample_rate", sample_rate)
+        modules.append(registry[name](**args))
+    return nn.Sequential(*modules)
+
+
+def enabled_augments(cfg, registry: dict[str, type[nn.Module]]) -> list[str]:
+    """The entries of an augment config (a dict or DictConfig) that :func:`build_chain`
+    builds from ``registry``, in config order: not ``None``, no ``enabled: false``, ``p > 0``.
+
+    Raises:
+        ConfigError: an entry names no known augmentation.
+    """
     all_known = {**WAVEFORM_AUGMENTS, **SPECTROGRAM_AUGMENTS, **TARGET_AUGMENTS}
+    names = []
     for name, args in (cfg or {}).items():
         if name not in all_known:
             raise ConfigError(f"augment.{name} is unknown; allowed: {sorted(all_known)}")
         if name not in registry or not args:
             continue
-        args = dict(args)
-        if not args.pop("enabled", True) or args.get("p", 1.0) <= 0:
+        if not args.get("enabled", True) or args.get("p", 1.0) <= 0:
             continue
-        if sample_rate is not None and "sample_rate" in inspect.signature(registry[name]).parameters:
-            args.setdefault("sample_rate", sample_rate)
-        modules.append(registry[name](**args))
-    return nn.Sequential(*modules)
+        names.append(name)
+    return names
+
+
+def descriptor_augment_problem(kind: str | None, augment) -> str | None:
+    """Why ``augment`` cannot train a model on openSMILE descriptors (``features=egemaps|compare``),
+    or ``None``: their descriptors are computed once per file and cached, so a waveform
+    augmentation cannot change them. Those feature groups pick ``augment=specaugment``
+    themselves (conf/features/egemaps.yaml); this is what an explicit waveform choice gets.
+
+    Raises:
+        ConfigError: an entry names no known augmentation.
+    """
+    if kind not in ("egemaps", "compare"):
+        return None
+    on = enabled_augments(augment, WAVEFORM_AUGMENTS)
+    if not on:
+        return None
+    return (f"features={kind}: the openSMILE descriptors are computed once per file and cached, so waveform "
+            f"augmentation ({', '.join(f'augment.{k}' for k in on)}) cannot change them; use augment=specaugment "
+            f"(time/feature masks on the descriptors; features={kind} picks it when augment= is not given) or "
+            f"augment=none, or set {' '.join(f'augment.{k}=null' for k in on)}")

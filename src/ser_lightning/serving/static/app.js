@@ -1,4 +1,5 @@
-// The page of serve.py: the microphone through an AudioWorklet (16 kHz 16-bit PCM) to
+// The page of serve.py: the microphone as 16 kHz 16-bit PCM (read by MediaStreamTrackProcessor,
+// or by an AudioWorklet where the browser lacks it; the resampler is pcm-worklet.js) to
 // WebSocket /stream, a live timeline of speech segments, and file uploads to POST /predict.
 // Plain JavaScript, no build step, nothing loaded from another site.
 'use strict';
@@ -9,7 +10,7 @@ const PALETTE = {
   boredom: '#a58b6f', silence: '#e6e6e6', uncertain: '#d9d2c3',
 };
 const state = { classes: [], rate: 16000, keyRequired: false, ws: null, ctx: null, node: null, media: null,
-                seconds: 0, segments: new Map(), started: false };
+                seconds: 0, segments: new Map(), started: false, stopAt: null };
 const $ = (id) => document.getElementById(id);
 
 function colour(label) {
@@ -156,55 +157,148 @@ function onMessage(event) {
 }
 
 // --- the microphone ------------------------------------------------------------------------
+//
+// The page streams what the microphone recorded, sample for sample, in order. Where the
+// browser has MediaStreamTrackProcessor (Chromium) the page reads the track's frames
+// itself: they queue while the page or the machine is busy and are sent late, not lost
+// (a renderer stalled for about a second or more loses audio upstream, in the browser).
+// The fallback (other browsers, or ?worklet; with ?native the AudioContext runs at the
+// device's rate and the worklet resamples) is an AudioWorklet in the real-time audio
+// graph: there a busy machine can starve the graph, and the browser then fills the gap
+// with silence (inside speech, a pause that splits a segment) and drops the audio that
+// queued meanwhile. Everything that takes time (the WebSocket, the AudioContext and its
+// module) is ready before the microphone opens, so that no audio is lost while the page
+// sets itself up; only then is the microphone opened and read at once.
 
-async function start() {
-  $('start').disabled = true;
-  try {
-    state.media = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
-    const native = new URLSearchParams(location.search).has('native');
-    try {  // the browser's own resampler when it can run the graph at 16 kHz
-      state.ctx = native ? new AudioContext() : new AudioContext({ sampleRate: state.rate });
-    } catch (e) {
-      state.ctx = new AudioContext();
-    }
-    await state.ctx.audioWorklet.addModule('/static/pcm-worklet.js');
-    const source = state.ctx.createMediaStreamSource(state.media);
-    state.node = new AudioWorkletNode(state.ctx, 'pcm-resampler',
-      { numberOfInputs: 1, numberOfOutputs: 1, channelCount: 1, channelCountMode: 'explicit',
-        processorOptions: { targetRate: state.rate, chunkSeconds: 0.1 } });
-    const mute = state.ctx.createGain();
-    mute.gain.value = 0;  // keeps the worklet pulled without playing the microphone back
-    source.connect(state.node).connect(mute).connect(state.ctx.destination);
+const MIC = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+// frames (10 ms each in Chromium) the track processor keeps while the page is busy: 30 s
+const QUEUED_FRAMES = 3000;
+
+function openStream() {
+  return new Promise((resolve, reject) => {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${proto}://${location.host}/stream?windows=true`);
     ws.binaryType = 'arraybuffer';
     state.ws = ws;
     ws.onmessage = onMessage;
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ type: 'start', sample_rate: state.rate, key: $('key').value || undefined }));
+      resolve(ws);
+    };
     ws.onclose = (e) => {
       if (e.code !== 1000 && e.code !== 1005) setStatus(`stream closed: ${e.reason || e.code}`, true);
       cleanup();
+      reject(new Error(`the server closed the stream (${e.reason || e.code})`));  // ignored once open
     };
-    ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'start', sample_rate: state.rate, key: $('key').value || undefined }));
-      state.node.port.onmessage = (e) => { if (ws.readyState === WebSocket.OPEN) ws.send(e.data); };
-      state.started = true;
-      $('stop').disabled = false;
-      setStatus(`listening (${state.ctx.sampleRate} Hz microphone, sent at ${state.rate} Hz)`);
-    };
+  });
+}
+
+function send(data) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(data);
+}
+
+// MediaStreamTrackProcessor: the track's frames -> mono -> 16 kHz chunks -> /stream, until
+// stop() asks for the end: the frames recorded before the click are sent, then 'end'.
+async function readTrack(track) {
+  const reader = new MediaStreamTrackProcessor({ track, maxBufferSize: QUEUED_FRAMES }).readable.getReader();
+  let resampler = null, mono = null, plane = null, clock = null;
+  for (;;) {
+    const { value: frame, done } = await reader.read();
+    if (done) break;
+    try {
+      // frame.timestamp (µs) is its capture time; clock maps it to performance.now() (ms),
+      // from the first frame, read as soon as it was captured
+      if (clock === null) clock = performance.now() - frame.timestamp / 1000;
+      if (state.stopAt !== null && frame.timestamp / 1000 + clock >= state.stopAt) break;  // recorded after the click
+      const n = frame.numberOfFrames, channels = frame.numberOfChannels;
+      if (!resampler) resampler = new Pcm16Resampler(frame.sampleRate, state.rate, 0.1, send);
+      if (!mono || mono.length !== n) { mono = new Float32Array(n); plane = new Float32Array(n); }
+      // the mean of the channels, as the server and stream.py downmix
+      const as = frame.format === 'f32-planar' ? {} : { format: 'f32-planar' };
+      frame.copyTo(mono, { planeIndex: 0, ...as });
+      for (let c = 1; c < channels; c++) {
+        frame.copyTo(plane, { planeIndex: c, ...as });
+        for (let i = 0; i < n; i++) mono[i] += plane[i];
+      }
+      if (channels > 1) for (let i = 0; i < n; i++) mono[i] /= channels;
+      resampler.push(mono);
+    } finally {
+      frame.close();
+    }
+  }
+  reader.cancel().catch(() => {});
+  if (resampler) resampler.flush();
+  finish();
+}
+
+// The fallback's node on an AudioContext (a real-time one here; tests render an
+// OfflineAudioContext through it): the worklet module, its node, chunks sent as they come.
+async function workletNode(ctx) {
+  await ctx.audioWorklet.addModule('/static/pcm-worklet.js');
+  const node = new AudioWorkletNode(ctx, 'pcm-resampler',
+    { numberOfInputs: 1, numberOfOutputs: 1, channelCount: 1, channelCountMode: 'explicit',
+      processorOptions: { targetRate: state.rate, chunkSeconds: 0.1 } });
+  node.port.onmessage = (e) => { if (e.data === 'flushed') finish(); else send(e.data); };
+  const mute = ctx.createGain();
+  mute.gain.value = 0;  // keeps the worklet pulled without playing the microphone back
+  node.connect(mute).connect(ctx.destination);
+  return node;
+}
+
+async function start() {
+  $('start').disabled = true;
+  state.stopAt = null;
+  const params = new URLSearchParams(location.search);
+  const processor = typeof MediaStreamTrackProcessor === 'function' && !params.has('worklet');
+  try {
+    await openStream();
+    if (!processor) {  // the fallback's graph, built before the microphone opens
+      try {  // the browser's own resampler when it can run the graph at 16 kHz
+        state.ctx = params.has('native') ? new AudioContext() : new AudioContext({ sampleRate: state.rate });
+      } catch (e) {
+        state.ctx = new AudioContext();
+      }
+      state.node = await workletNode(state.ctx);
+    }
+    const media = await navigator.mediaDevices.getUserMedia({ audio: MIC });
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {  // closed meanwhile (its status says why)
+      media.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    state.media = media;
+    const track = media.getAudioTracks()[0];
+    let how;
+    if (processor) {
+      readTrack(track).catch((e) => { setStatus(`microphone: ${e.message || e}`, true); finish(); });
+      how = `${track.getSettings().sampleRate || '?'} Hz microphone read by the page`;
+    } else {
+      state.ctx.createMediaStreamSource(state.media).connect(state.node);
+      how = `${state.ctx.sampleRate} Hz audio graph`;
+    }
+    state.started = true;
+    $('stop').disabled = false;
+    setStatus(`listening (${how}, sent at ${state.rate} Hz)`);
   } catch (e) {
     setStatus(`cannot use the microphone: ${e.message || e}`, true);
+    if (state.ws) state.ws.close(1000);
     cleanup();
   }
 }
 
 function stop() {
   $('stop').disabled = true;
-  if (state.node) state.node.port.postMessage('flush');
+  state.stopAt = performance.now();  // the track processor sends the frames recorded before it
+  if (state.node) state.node.port.postMessage('flush');  // the fallback: what it holds, then 'flushed'
+  const media = state.media;
+  setTimeout(() => {  // a track that delivers no more frames: ending it ends the reader
+    if (media && state.media === media) media.getTracks().forEach((t) => t.stop());
+  }, 3000);
+}
+
+// all audio is sent: stop the microphone, ask for the last segment
+function finish() {
   if (state.media) state.media.getTracks().forEach((t) => t.stop());
-  setTimeout(() => {  // let the last chunk leave, then ask for the last segment
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: 'end' }));
-  }, 150);
+  send(JSON.stringify({ type: 'end' }));
 }
 
 function cleanup() {

@@ -1,16 +1,21 @@
-// AudioWorklet: microphone samples (at the AudioContext's rate) -> 16 kHz mono 16-bit PCM,
-// posted to the page in chunks of 100 ms (ArrayBuffers, transferred, not copied).
-// When the context already runs at 16 kHz (the page asks for it; Chromium honours it and
-// resamples the microphone itself) samples pass through; otherwise a windowed-sinc
-// low-pass (Blackman window, cut-off 0.9 x 8 kHz) removes what 16 kHz cannot hold and
-// linear interpolation reads the filtered signal at the 16 kHz instants.
-class PcmResampler extends AudioWorkletProcessor {
-  constructor(options) {
-    super();
-    const opts = (options && options.processorOptions) || {};
-    this.target = opts.targetRate || 16000;
-    this.chunk = Math.round(this.target * (opts.chunkSeconds || 0.1));
-    this.step = sampleRate / this.target;          // input samples per output sample
+// Microphone samples (at the microphone's or the AudioContext's rate) -> 16 kHz mono 16-bit
+// PCM in chunks of 100 ms (ArrayBuffers). One resampler, loaded twice:
+//  - by index.html as a plain script: the page reads the microphone track's frames with
+//    MediaStreamTrackProcessor and resamples them on the main thread (app.js);
+//  - by AudioWorklet.addModule: the fallback for browsers without MediaStreamTrackProcessor,
+//    the AudioWorkletProcessor at the end of this file.
+// At 16 kHz input samples pass through; otherwise a windowed-sinc low-pass (Blackman window,
+// cut-off 0.9 x 8 kHz) removes what 16 kHz cannot hold and linear interpolation reads the
+// filtered signal at the 16 kHz instants.
+'use strict';
+
+class Pcm16Resampler {
+  // emit(buffer): called with each full chunk (an ArrayBuffer of Int16 samples) and by flush().
+  constructor(inputRate, targetRate, chunkSeconds, emit) {
+    this.target = targetRate || 16000;
+    this.chunk = Math.round(this.target * (chunkSeconds || 0.1));
+    this.step = inputRate / this.target;           // input samples per output sample
+    this.emitChunk = emit;
     this.out = new Int16Array(this.chunk);
     this.n = 0;
     this.taps = null;
@@ -31,7 +36,6 @@ class PcmResampler extends AudioWorkletProcessor {
       this.prevY = 0;      // the filtered sample before the current one
       this.t = 0;          // position of the next output, in filtered samples after prevY
     }
-    this.port.onmessage = (e) => { if (e.data === 'flush') this.flush(); };
   }
 
   emit(v) {
@@ -40,20 +44,19 @@ class PcmResampler extends AudioWorkletProcessor {
     if (this.n === this.chunk) this.flush();
   }
 
+  // the samples not yet sent, as a (shorter) chunk
   flush() {
     if (this.n === 0) return;
     const buf = this.out.slice(0, this.n).buffer;
-    this.port.postMessage(buf, [buf]);
     this.n = 0;
+    this.emitChunk(buf);
   }
 
-  process(inputs) {
-    const input = inputs[0];
-    if (!input || input.length === 0) return true;
-    const x = input[0];
+  // x: Float32Array of mono samples at inputRate
+  push(x) {
     if (!this.taps) {
       for (let i = 0; i < x.length; i++) this.emit(x[i]);
-      return true;
+      return;
     }
     const taps = this.taps, len = taps.length;
     for (let i = 0; i < x.length; i++) {
@@ -69,8 +72,33 @@ class PcmResampler extends AudioWorkletProcessor {
       this.t -= 1;
       this.prevY = y;
     }
-    return true;
   }
 }
 
-registerProcessor('pcm-resampler', PcmResampler);
+if (typeof AudioWorkletProcessor === 'function') {
+  // The fallback: the real-time audio graph calls process() with 128 samples at a time at
+  // the AudioContext's rate; chunks are posted to the page (transferred, not copied). A
+  // 'flush' message sends what is left, then 'flushed'.
+  class PcmResamplerProcessor extends AudioWorkletProcessor {
+    constructor(options) {
+      super();
+      const opts = (options && options.processorOptions) || {};
+      this.resampler = new Pcm16Resampler(sampleRate, opts.targetRate, opts.chunkSeconds,
+        (buf) => this.port.postMessage(buf, [buf]));
+      this.port.onmessage = (e) => {
+        if (e.data === 'flush') {
+          this.resampler.flush();
+          this.port.postMessage('flushed');
+        }
+      };
+    }
+
+    process(inputs) {
+      const input = inputs[0];
+      if (input && input.length > 0) this.resampler.push(input[0]);
+      return true;
+    }
+  }
+
+  registerProcessor('pcm-resampler', PcmResamplerProcessor);
+}
