@@ -46,3 +46,11 @@ def test_released_model_gives_its_recorded_probabilities(originals):
     diff = max(float(np.abs(np.array([g.probabilities[c] for c in predictor.class_names]) - np.array(w)).max())
                for g, w in zip(got, want.values(), strict=True))
     assert diff < 1e-3, diff
+
+
+def test_export_refuses_the_released_model_with_the_reason(tmp_path):
+    from ser_lightning.errors import ConfigError
+    from ser_lightning.inference.export import export_checkpoint
+
+    with pytest.raises(ConfigError, match="utterance functionals.*predict.py"):
+        export_checkpoint(released_checkpoint(), output=tmp_path / "m.onnx")

@@ -251,7 +251,7 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
 
     Raises:
         ValueError: unknown format, or an output name with another format's suffix;
-            a ``model=ssl`` checkpoint (its export is not supported).
+            a ``model=ssl`` checkpoint or a model on utterance functionals (their export is not supported).
         CheckpointError: see :func:`ser_lightning.models.checkpoint.load_checkpoint`.
         ExportError: the export failed or disagrees with the scoring path
             (:meth:`~ser_lightning.inference.predictor.Predictor.probabilities`, what ``predict.py``
@@ -265,8 +265,13 @@ def export_checkpoint(ckpt_path: str | Path, format: str = "onnx", output: str |
     other = {s for f, s in EXPORT_FORMATS.items() if f != format}
     if path.suffix.lower() in other:
         raise ConfigError(f"output={path} has the suffix of another format than format={format}")
+    from ser_lightning.inference.functionals import is_functionals_checkpoint
     from ser_lightning.models.checkpoint import load_checkpoint
 
+    if is_functionals_checkpoint(ckpt_path):
+        raise ConfigError(f"{ckpt_path}: export of a model on utterance functionals (model=svm or model=mlp: openSMILE "
+                          f"functionals or a pretrained encoder's embedding, as the released model) is not supported: its "
+                          f"features are computed outside the network; use predict.py or serve.py")
     hp = load_checkpoint(ckpt_path)["hyper_parameters"]
     if FeatureConfig.from_dict(hp.get("features") or {}).is_lld:
         raise ConfigError(f"{ckpt_path}: export of a model on openSMILE descriptors (features={hp['features'].get('kind')}) "
