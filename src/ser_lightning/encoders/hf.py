@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ser_lightning.encoders.encoder import FrozenEncoder
 from ser_lightning.errors import ConfigError, EncoderWeightsError
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def load_hf_model(spec: HFSpec) -> nn.Module:
     return _load_auto_model(spec.folder).eval()
 
 
-class HFEncoder(nn.Module):
+class HFEncoder(FrozenEncoder):
     """16 kHz waveforms ``[batch, time]`` -> hidden states ``[batch, layers, frames, dim]``.
 
     ``layers`` = 1 + transformer blocks (Whisper base: 7 x 512; wav2vec 2.0 base: 13 x 768);
@@ -269,8 +270,8 @@ class HFEncoder(nn.Module):
         window: Whisper only, ``cut`` or ``pad30`` (module docstring).
         freeze: ``True``: nothing trains and the encoder stays in eval mode.
         finetune_layers: with ``freeze=False``, how many top blocks train.
-        config, gradient_checkpointing: accepted for :class:`SSLEncoder` compatibility;
-            ``config`` must be empty (the directory's ``config.json`` is the architecture).
+        gradient_checkpointing: recompute the fine-tuned blocks' activations in the backward pass.
+        config: must be empty (the directory's ``config.json`` is the architecture).
 
     Raises:
         ConfigError: bad settings, ``transformers`` missing.
@@ -302,37 +303,7 @@ class HFEncoder(nn.Module):
 
             self.logmel = WhisperLogMel(self.spec.params["num_mel_bins"])
         blocks = list(self.model.layers if self.spec.model_type == "whisper" else self.model.encoder.layers)
-        self.freeze = bool(freeze)
-        if not self.freeze and not 1 <= int(finetune_layers) <= len(blocks):
-            raise ConfigError(f"model.encoder.finetune_layers={finetune_layers}: must be between 1 and {len(blocks)}")
-        self.finetune_layers = 0 if self.freeze else int(finetune_layers)
-        self.model.requires_grad_(False)
-        self.tuned = blocks[len(blocks) - self.finetune_layers:] if self.finetune_layers else []
-        for block in self.tuned:
-            block.requires_grad_(True)
-        self.train(False)
-
-    @property
-    def num_layers(self) -> int:
-        return self.spec.num_layers
-
-    @property
-    def dim(self) -> int:
-        return self.spec.embed_dim
-
-    def train(self, mode: bool = True) -> "HFEncoder":
-        """Frozen parts stay in eval mode; fine-tuned blocks follow ``mode``."""
-        super().train(False)
-        for block in self.tuned:
-            block.train(mode)
-        self.training = mode
-        return self
-
-    def frozen_parameter_names(self) -> list[str]:
-        """Names (relative to this module) of the state that never trains: frozen parameters
-        and every buffer (the log-mel filters: rebuilt, never stored in a checkpoint)."""
-        trained = {n for n, p in self.named_parameters() if p.requires_grad}
-        return [n for n in self.state_dict() if n not in trained]
+        self._choose_trainable(blocks, freeze, finetune_layers, gradient_checkpointing)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """``[batch, time]`` -> ``[batch, layers, frames, dim]``.
