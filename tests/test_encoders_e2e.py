@@ -13,7 +13,6 @@ import sys
 import pytest
 import torch
 
-from ser_lightning.data.corpora import read_corpus
 from ser_lightning.errors import ConfigError, EncoderWeightsError
 from ser_lightning.inference.export import export_checkpoint
 from ser_lightning.inference.predictor import Predictor
@@ -21,7 +20,7 @@ from ser_lightning.models.checkpoint import load_checkpoint
 from ser_lightning.training.pipeline import train
 from tests.conftest import REPO
 from tests.helpers.configs import compose_train
-from tests.helpers.encoders import tiny_overrides, tiny_weights
+from tests.helpers.encoders import tess_subset, tiny_overrides, tiny_weights
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
 
@@ -31,12 +30,7 @@ def ssl_run(tmp_path_factory, data_dir):
     """A TESS subset (every 8th file: 350 recordings, 7 classes, both speakers) as a
     manifest, so the test decodes and encodes seconds of audio, not the whole corpus."""
     root = tmp_path_factory.mktemp("ssl")
-    rows = read_corpus("tess", data_dir / "tess")[::8]
-    manifest = root / "tess_subset.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "speaker"])
-        writer.writerows([r.path, r.label, r.speaker] for r in rows)
+    manifest = tess_subset(root, data_dir)
     weights = tiny_weights(root / "weights" / "tiny_wavlm.pth")
     out = root / "run"
     cfg = compose_train(["data=manifest", f"data.root={manifest}", "data.split=random", *tiny_overrides(weights, root / "emb"),

@@ -22,11 +22,11 @@ from omegaconf import open_dict
 
 pytest.importorskip("transformers")
 
-from ser_lightning.data.corpora import read_corpus  # noqa: E402
 from ser_lightning.inference.loading import load_predictor  # noqa: E402
 from ser_lightning.training.pipeline import train  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.helpers.configs import compose_train  # noqa: E402
+from tests.helpers.encoders import tess_subset  # noqa: E402
 from tests.helpers.hf_encoders import tiny_whisper  # noqa: E402
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -38,12 +38,7 @@ def runs(tmp_path_factory, data_dir):
     """Every 8th TESS file (315 recordings, both speakers, random split) as a manifest; a tiny
     Whisper under $SER_ENCODERS/whisper_base; one run of each head."""
     root = tmp_path_factory.mktemp("hfe2e")
-    rows = read_corpus("tess", data_dir / "tess")[::8]
-    manifest = root / "tess_subset.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "speaker"])
-        writer.writerows([r.path, r.label, r.speaker] for r in rows)
+    manifest = tess_subset(root, data_dir)
     encoders = root / "encoders"
     tiny_whisper(encoders / "whisper_base")
     data = ["data=manifest", f"data.root={manifest}", "data.split=random"]

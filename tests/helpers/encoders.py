@@ -31,3 +31,18 @@ def tiny_overrides(weights: Path, cache_dir: Path, name: str = "wavlm_base_plus"
     conf = ",".join(f"{k}:{v}".replace(" ", "") for k, v in TINY.items())
     return ["model=ssl", f"model.encoder.name={name}", f"model.encoder.weights={weights}", f"model.encoder.config={{{conf}}}",
             f"model.encoder.cache_dir={cache_dir}"]
+
+
+def tess_subset(root: Path, data_dir: Path, step: int = 8) -> Path:
+    """Every ``step``-th TESS file (both speakers, 7 classes) as a ``data=manifest`` CSV in
+    ``root``: the encoder end-to-end tests decode and encode seconds of audio, not the corpus."""
+    import csv
+
+    from ser_lightning.data.corpora import read_corpus
+
+    manifest = root / "tess_subset.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "speaker"])
+        writer.writerows([r.path, r.label, r.speaker] for r in read_corpus("tess", data_dir / "tess")[::step])
+    return manifest

@@ -26,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+from tests.helpers.http import running
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".h5", ".msgpack", ".onnx")
 _INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?$")
@@ -155,11 +156,5 @@ def hub_server():
     HTTP 500) and ``.url`` (the endpoint)."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
     httpd.repos, httpd.log, httpd.fail_get = {}, [], set()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with running(httpd):
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -44,10 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def file_server():
-    """A running server with ``.files``, ``.log``, ``.cut_once``, ``.ignore_range`` and ``.url``."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.log, httpd.cut_once, httpd.ignore_range = {}, [], set(), False
+def running(httpd: ThreadingHTTPServer):
+    """``httpd`` (bound to a loopback port) served from a thread, with ``.url``; shut down after."""
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -56,3 +54,12 @@ def file_server():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextmanager
+def file_server():
+    """A running server with ``.files``, ``.log``, ``.cut_once``, ``.ignore_range`` and ``.url``."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.log, httpd.cut_once, httpd.ignore_range = {}, [], set(), False
+    with running(httpd):
+        yield httpd
