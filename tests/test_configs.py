@@ -70,6 +70,17 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path, monkeyp
         extra = [] if group == "features" else ["features=egemaps"]
         check_svm_config(_compose("train", [f"{group}={option}", "model=svm", *extra]))
         return
+    if group == "experiment" and _compose("train", [f"{group}={option}"]).model.get("name") == "mlp":
+        # an experiment on an encoder's utterance embedding (general, release): the functionals model's own check
+        from ser_lightning.baselines.mlp import check_mlp_config
+        from ser_lightning.models.mlp import MLPHead
+
+        cfg = _compose("train", [f"{group}={option}"])
+        check_mlp_config(cfg)
+        assert cfg.features.kind == "encoder" and cfg.features.encoder.name == "whisper_base"
+        head = MLPHead(4096, 7, list(cfg.model.hidden), cfg.model.dropout, cfg.model.input_dropout)
+        assert head(torch.zeros(2, 4096)).shape == (2, 7)
+        return
     overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
     if "model=ssl" in overrides:  # a weight file: a tiny random encoder of the family (tests/helpers/encoders.py)
         overrides += tiny_overrides(tiny_weights(tmp_path / "tiny.pth"), tmp_path / "emb")[1:]

@@ -99,7 +99,10 @@ def test_predict_equals_predict_py_on_the_same_files(url, ckpt, data_dir, tmp_pa
             assert g["probabilities"][c] == pytest.approx(w[c], abs=1e-6)
         mine = [r for r in rows if r["path"] == w["path"]]
         assert [(t["start"], t["end"], t["label"]) for t in g["timeline"]] == [(r["start"], r["end"], r["label"]) for r in mine]
-    assert len({g["label"] for g in got}) > 1  # a model that says one thing to everything would prove nothing
+    # a model that says one thing to everything would prove nothing: the files' probabilities differ (by more than
+    # the 1e-6 the comparison allows). Not their labels: on some CPUs the fixture's 12-step model says "neutral" to all.
+    probs = np.array([[g["probabilities"][c] for c in ("neutral", "happy", "sad", "angry")] for g in got])
+    assert np.abs(probs - probs[0]).max() > 0.05, probs
 
 
 def test_stream_gives_stream_py_segments(url, scorer, ckpt, data_dir, tmp_path):
