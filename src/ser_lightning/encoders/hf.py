@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ser_lightning.encoders.encoder import FrozenEncoder
+from ser_lightning.encoders.frozen import FrozenEncoder
 from ser_lightning.errors import ConfigError, EncoderWeightsError
 
 log = logging.getLogger(__name__)
