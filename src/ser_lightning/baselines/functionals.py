@@ -1,6 +1,7 @@
 """What the models on utterance functionals share: the data (openSMILE functionals, or a
-frozen encoder's utterance embeddings (``features=encoder``), of the usable files, the split, the run directory's split records), the standardisation and the
-scoring of the saved model by the one scorer into ``metrics.json``.
+frozen encoder's utterance embeddings with ``features=encoder``, of the usable files; the
+split; the run directory's split records), the standardisation and the scoring of the saved
+model by the one scorer into ``metrics.json``.
 
 Used by the SVM baseline (:mod:`ser_lightning.baselines.svm`, ``model=svm``) and the MLP /
 linear head trained by the Lightning loop (:mod:`ser_lightning.baselines.mlp`,
@@ -32,6 +33,7 @@ from ser_lightning.inference.functionals import SCORING, FunctionalsPredictor
 from ser_lightning.labels import sort_labels
 from ser_lightning.metrics import write_per_class_csv
 from ser_lightning.data.utterance_features import KINDS, encoder_record, utterance_features
+from ser_lightning.transforms.opensmile_features import FEATURE_SETS
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +204,7 @@ def prepare_functionals(cfg: DictConfig) -> FunctionalsData:
         parts=parts, split=split, class_names=class_names, fingerprint=fingerprint, feature_set=name,
         sample_rate=int(s["sample_rate"]), corpus=str(s["corpus"]), n_features=int(feats.values.shape[1]), skipped=skipped,
         extractor=extractor, record=encoder_record(extractor) if name == "encoder" else extractor.record(),
-        extraction={"set": extractor.version, "n": int(feats.values.shape[1]), "cache_hits": feats.hits, "computed": feats.computed,
+        extraction={"set": FEATURE_SETS[name][0] if name in FEATURE_SETS else extractor.version, "n": int(feats.values.shape[1]), "cache_hits": feats.hits, "computed": feats.computed,
                     "extraction_seconds": feats.seconds, "computed_audio_seconds": feats.audio_seconds},
         memo=memo, waveform_of=lambda part_rows: (lambda i: usable.audio.wave(index[part_rows[i].path])),
         data_settings=data_fingerprint(data_cfg))
