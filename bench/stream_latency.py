@@ -38,6 +38,7 @@ from bench.common import REPO, header
 from bench.predict_bench import default_checkpoint
 
 from ser_lightning.data.audio import load_audio
+from ser_lightning.inference.loading import load_predictor
 from ser_lightning.inference.predictor import Predictor
 from ser_lightning.inference.live import SegmentEnd, StreamingPredictor
 from ser_lightning.data.vad import build_vad
@@ -79,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt or default_checkpoint(Path(tmp) / "cnn2d.ckpt")
-        predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+        predictor = load_predictor(ckpt, device="cpu")  # any saved-model kind, the released model included
     window = np.random.default_rng(0).standard_normal((1, predictor.clip_samples)).astype(np.float32) * 0.1
     for _ in range(5):
         predictor.probabilities(window)

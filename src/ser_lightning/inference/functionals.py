@@ -327,7 +327,8 @@ class FunctionalsPredictor:
         for w in np.asarray(windows, dtype=np.float32):
             voiced = np.flatnonzero(w)
             w = w[voiced[0]:voiced[-1] + 1] if voiced.size else w
-            rows.append(self.functionals(w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w)))))
+            w = w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w)))
+            rows.append(self.extractor(np.ascontiguousarray(w), self.sample_rate))  # not memoised: a stream's memory stays bounded
         return self.calibrated(self.logits(np.stack(rows), stats))
 
     def predict(self, inputs, sample_rate: int | None = None, batch_size: int = 32, progress: bool = False,
