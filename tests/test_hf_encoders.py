@@ -305,3 +305,15 @@ def test_weight_hashes_are_remembered_across_processes_and_renewed_when_the_file
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     f.write_bytes(b"b" * 1001)  # changed in place: another size, another hash
     assert weights.file_sha256(f) == hashlib.sha256(b"b" * 1001).hexdigest()
+
+
+def test_a_predictors_own_memo_stays_bounded():
+    from ser_lightning.inference.functionals import BoundedMemo
+
+    memo = BoundedMemo(3)
+    for k in "abcd":
+        memo[k] = k
+    assert list(memo) == ["b", "c", "d"]
+    assert memo["b"] == "b" and list(memo) == ["c", "d", "b"]  # a hit is the most recent
+    memo["e"] = "e"
+    assert "c" not in memo and len(memo) == 3

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,28 @@ def _mlp_head(ckpt: dict, path) -> tuple[MLPHead, tuple[torch.Tensor, torch.Tens
         raise CheckpointError(f"{path}: its settings or weights do not describe an MLP head of this version ({exc})") from exc
 
 
+class BoundedMemo(OrderedDict):
+    """A dict of at most ``size`` entries, the least recently used dropped first: the memo of
+    a long-lived predictor (``serve.py``, ``eval.py``) stays bounded (an encoder embedding is
+    16 kB; 4,096 entries are 64 MB) while a file scored under several statistics modes is
+    still extracted once."""
+
+    def __init__(self, size: int = 4096):
+        super().__init__()
+        self.size = int(size)
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 def input_set_message(n: int) -> str:
     """Why ``n`` recordings are too few for input-set statistics, and what to do instead."""
     return (f"input-set statistics (speaker_stats=inputs for a corpus-normalised model) need at least {MIN_INPUT_SET} "
@@ -136,7 +159,8 @@ class FunctionalsPredictor:
             inputs of one call are one speaker).
         silence_dbfs: a file whose mean energy is below this is labelled silence.
         memo: ``sha1 of the wave's bytes -> functionals``, filled as files are processed
-            (a file scored under several statistics modes is extracted once).
+            (a file scored under several statistics modes is extracted once); default a
+            :class:`BoundedMemo` of 4,096 entries.
         extractor: the utterance feature extractor (default: openSMILE's ``feature_set``;
             :func:`~ser_lightning.data.utterance_features.utterance_features`).
         window_seconds, hop_seconds: the windows of a live stream (``stream.py``, ``serve.py``'s
@@ -174,7 +198,7 @@ class FunctionalsPredictor:
         self.speaker_stats, self.silence_dbfs = speaker_stats, silence_dbfs
         self.enrolment_stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.adaptation = None
-        self.memo = {} if memo is None else memo
+        self.memo = BoundedMemo() if memo is None else memo  # a caller's own dict (a run's files) is theirs to size
         self.extractor = extractor if extractor is not None else utterance_features({"kind": feature_set})
         self.window_seconds = float(window_seconds or 3.0)
         self.hop_seconds = float(hop_seconds or self.window_seconds / 2)
