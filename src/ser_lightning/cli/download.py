@@ -165,16 +165,7 @@ def install_encoder(name: str, mirror: str | None = None, verify: bool = False, 
     if verify:
         if not target.is_file():
             raise ConfigError(f"encoder={name}: {target} is not there; fetch it without verify=true")
-        digest = file_sha256(target)
-        if recorded is None:
-            print(f"{name}: {target} ({human_bytes(target.stat().st_size)}), SHA-256 {digest}: no record to compare with")
-            return 0
-        if digest != recorded:
-            print(f"error: {name}: {target} has SHA-256 {digest}, not the recorded {recorded}: the file changed or is "
-                  f"damaged; delete it and fetch it again", file=sys.stderr)
-            return 1
-        print(f"{name}: verified {target} (SHA-256 {digest})")
-        return 0
+        return _verified(name, target, recorded, "the recorded", "", "delete it")
     if target.is_file():
         print(f"{name}: already in the cache: {target} ({human_bytes(target.stat().st_size)}), SHA-256 "
               f"{recorded or file_sha256(target)}")
@@ -258,25 +249,33 @@ def _verify_hf(name: str) -> int:
     import re
 
     from ser_lightning.encoders.hf import resolve_model_dir, weights_file
-    from ser_lightning.encoders.registry import human_bytes
-    from ser_lightning.encoders.weights import file_sha256
 
     folder = resolve_model_dir(name)  # EncoderWeightsError names the three places and the command
     wfile = weights_file(folder)
-    digest = file_sha256(wfile)
     record = wfile.with_name(wfile.name + ".sha256")
     recorded = record.read_text().split()[0] if record.is_file() else None
     source = f"recorded in {record}"
     if recorded is None and wfile.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", wfile.resolve().name):
         recorded, source = wfile.resolve().name, "the hub's SHA-256 (the Hugging Face cache's blob name)"
+    return _verified(name, wfile, recorded, "", f" ({source})", f"delete {folder}", f", {source}")
+
+
+def _verified(name: str, path, recorded: str | None, before: str, after: str, remedy: str, detail: str = "") -> int:
+    """Compare ``path``'s SHA-256 with ``recorded`` and say so (the exit code: 0 verified or
+    nothing to compare with, 1 a different file). ``before``/``after`` frame the recorded
+    hash in the error, ``remedy`` is what to delete, ``detail`` ends the success line."""
+    from ser_lightning.encoders.registry import human_bytes
+    from ser_lightning.encoders.weights import file_sha256
+
+    digest = file_sha256(path)
     if recorded is None:
-        print(f"{name}: {wfile} ({human_bytes(wfile.stat().st_size)}), SHA-256 {digest}: no record to compare with")
+        print(f"{name}: {path} ({human_bytes(path.stat().st_size)}), SHA-256 {digest}: no record to compare with")
         return 0
     if digest != recorded:
-        print(f"error: {name}: {wfile} has SHA-256 {digest}, not {recorded} ({source}): the file changed or is damaged; "
-              f"delete {folder} and fetch it again", file=sys.stderr)
+        print(f"error: {name}: {path} has SHA-256 {digest}, not {before + ' ' if before else ''}{recorded}{after}: the file "
+              f"changed or is damaged; {remedy} and fetch it again", file=sys.stderr)
         return 1
-    print(f"{name}: verified {wfile} (SHA-256 {digest}, {source})")
+    print(f"{name}: verified {path} (SHA-256 {digest}{detail})")
     return 0
 
 
